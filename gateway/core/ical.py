@@ -1,0 +1,348 @@
+"""Reading and writing iCalendar (RFC 5545) leniently, and the per-component facts iTIP needs.
+
+Knows nothing of iTIP semantics: it answers "what is this component's UID, instance,
+version, organizer, attendees", tolerating the ways real senders bend the format
+(INTEROP rules 5, 8, 13, 15, 16).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from dateutil import parser as dateparser
+from icalendar import Calendar, Component, vCalAddress, vDDDTypes
+from icalendar.prop import vRecur
+
+from gateway.core.addresses import normalize_address
+
+SCHEDULING_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
+MAX_SEQUENCE = 2**31 - 1  # RFC 5545 INTEGER is a signed 32-bit value
+PRODID = "-//Reefknot//Calendar Gateway//EN"
+MASTER = ""  # the instance key of a master component (no RECURRENCE-ID)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TZID_PROP_IN_EVENT = re.compile(r"^TZID[:;].*$", re.MULTILINE)
+
+
+class CalendarError(Exception):
+    """iCalendar text that cannot be read at all; ``reason`` is a kebab-case name."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """The ordering key of a scheduling message: SEQUENCE, then DTSTAMP (RFC 5546 §2.1.5)."""
+
+    sequence: int
+    stamp: datetime
+
+    def to_json(self) -> list[object]:
+        return [self.sequence, self.stamp.isoformat()]
+
+    @classmethod
+    def from_json(cls, value: list[object]) -> Version:
+        return cls(int(str(value[0])), datetime.fromisoformat(str(value[1])))
+
+
+def parse_calendar(text: str) -> Calendar:
+    """Parse one VCALENDAR, forgiving what real senders get wrong.
+
+    NUL bytes are removed, any line ending is accepted, and a stray ``TZID`` property
+    inside a component (Zoom) is dropped. Raises CalendarError when nothing usable remains.
+    """
+    cleaned = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    cleaned = _strip_stray_tzid_properties(cleaned)
+    if "BEGIN:VCALENDAR" not in cleaned.upper():
+        raise CalendarError("not-icalendar", "no BEGIN:VCALENDAR")
+    try:
+        calendars = Calendar.from_ical(cleaned.replace("\n", "\r\n"), multiple=True)
+    except Exception as exc:  # icalendar raises ValueError, KeyError, IndexError …
+        raise CalendarError("broken-icalendar", str(exc)[:200]) from exc
+    if not calendars:
+        raise CalendarError("not-icalendar", "no VCALENDAR component")
+    calendar = calendars[0]
+    if not isinstance(calendar, Calendar):
+        raise CalendarError("not-icalendar", f"top level is {calendar.name}")
+    return calendar
+
+
+def _strip_stray_tzid_properties(text: str) -> str:
+    """Drop TZID properties that stand inside VEVENT/VTODO (only VTIMEZONE may have one)."""
+    out: list[str] = []
+    stack: list[str] = []
+    for line in text.split("\n"):
+        upper = line.upper()
+        if upper.startswith("BEGIN:"):
+            stack.append(upper[6:].strip())
+        elif upper.startswith("END:") and stack:
+            stack.pop()
+        elif stack and stack[-1] in SCHEDULING_COMPONENTS and _TZID_PROP_IN_EVENT.match(upper):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def serialize_calendar(calendar: Calendar) -> str:
+    """The calendar as RFC 5545 text: CRLF line endings, folded at 75 octets."""
+    return calendar.to_ical().decode("utf-8")
+
+
+def new_calendar(method: str | None = None) -> Calendar:
+    """An empty VCALENDAR with our PRODID and, when given, a METHOD."""
+    calendar = Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    if method:
+        calendar.add("METHOD", method)
+    return calendar
+
+
+def method_of(calendar: Calendar) -> str | None:
+    """The METHOD property, upper-cased, or None."""
+    value = calendar.get("METHOD")
+    return str(value).strip().upper() or None if value is not None else None
+
+
+def components_of(calendar: Calendar) -> list[Component]:
+    """The top-level scheduling components (VEVENT, VTODO, VJOURNAL, VFREEBUSY)."""
+    return [c for c in calendar.subcomponents if c.name in SCHEDULING_COMPONENTS]
+
+
+def timezones_of(calendar: Calendar) -> list[Component]:
+    """The VTIMEZONE components."""
+    return [c for c in calendar.subcomponents if c.name == "VTIMEZONE"]
+
+
+def uid_of(component: Component) -> str:
+    """The UID, byte-identical to what was sent (folding undone), or empty."""
+    value = component.get("UID")
+    return str(value) if value is not None else ""
+
+
+def dt_value(prop: object) -> datetime | date | timedelta | None:
+    """The ``dt`` of a date-time-like property; None for a missing or broken one."""
+    if prop is None:
+        return None
+    try:
+        value = getattr(prop, "dt", None)
+    except Exception:  # icalendar's vBroken raises on attribute access
+        return None
+    return value if isinstance(value, (datetime, date, timedelta)) else None
+
+
+def as_utc(value: datetime | date) -> datetime | date:
+    """A date unchanged, an aware datetime in UTC, a floating datetime unchanged."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc)
+    return value
+
+
+def instance_key(value: datetime | date | None) -> str:
+    """A comparable key for a RECURRENCE-ID: the same instant gives the same key in any zone."""
+    if value is None:
+        return MASTER
+    value = as_utc(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y%m%dT%H%M%S") + ("Z" if value.tzinfo else "")
+    return value.strftime("%Y%m%d")
+
+
+def recurrence_id_of(component: Component) -> datetime | date | None:
+    """The RECURRENCE-ID value, or None for a master component."""
+    value = dt_value(component.get("RECURRENCE-ID"))
+    return value if isinstance(value, (datetime, date)) else None
+
+
+def recurrence_key_of(component: Component) -> str:
+    """The instance key of a component (MASTER for the master)."""
+    return instance_key(recurrence_id_of(component))
+
+
+def is_this_and_future(component: Component) -> bool:
+    """True when the RECURRENCE-ID carries RANGE=THISANDFUTURE."""
+    prop = component.get("RECURRENCE-ID")
+    params = getattr(prop, "params", {}) if prop is not None else {}
+    return str(params.get("RANGE", "")).upper() == "THISANDFUTURE"
+
+
+def sequence_of(component: Component) -> int:
+    """SEQUENCE, 0 when missing or unreadable, clamped to RFC 5545's integer range.
+
+    When SEQUENCE is 0 and Exchange's X-MICROSOFT-CDO-APPT-SEQUENCE is larger, that is
+    the real counter (INTEROP rule 13).
+    """
+    sequence = _int_value(component.get("SEQUENCE"))
+    if sequence == 0:
+        sequence = _int_value(component.get("X-MICROSOFT-CDO-APPT-SEQUENCE"))
+    return min(max(sequence, 0), MAX_SEQUENCE)
+
+
+def _int_value(prop: object) -> int:
+    if prop is None:
+        return 0
+    try:
+        return int(str(prop).strip())
+    except ValueError:
+        return 0
+
+
+def dtstamp_of(component: Component) -> datetime:
+    """DTSTAMP as an aware UTC datetime, read leniently; the epoch when absent or unreadable."""
+    prop = component.get("DTSTAMP")
+    if prop is None:
+        return _EPOCH
+    value = dt_value(prop)
+    if not isinstance(value, (datetime, date)):
+        raw = prop.to_ical() if hasattr(prop, "to_ical") else prop
+        value = _parse_loose_datetime(raw.decode() if isinstance(raw, bytes) else str(raw))
+    if value is None:
+        return _EPOCH
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _parse_loose_datetime(text: str) -> datetime | None:
+    try:
+        return dateparser.parse(text.strip())
+    except (ValueError, OverflowError):
+        return None
+
+
+def version_of(component: Component) -> Version:
+    """The ordering key (SEQUENCE, DTSTAMP) of a component."""
+    return Version(sequence_of(component), dtstamp_of(component))
+
+
+def organizer_of(component: Component) -> str | None:
+    """The organizer's normalized address, or None."""
+    return normalize_address(component.get("ORGANIZER"))
+
+
+def attendee_properties(component: Component) -> list[vCalAddress]:
+    """The ATTENDEE properties directly inside the component (never those inside a VALARM)."""
+    value = component.get("ATTENDEE")
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def attendees_of(component: Component) -> list[str]:
+    """The normalized addresses of the component's attendees, in order, invalid ones skipped."""
+    found = (normalize_address(a) for a in attendee_properties(component))
+    return [a for a in found if a is not None]
+
+
+def find_attendee(component: Component, address: str) -> vCalAddress | None:
+    """The ATTENDEE property of the given normalized address, or None."""
+    for prop in attendee_properties(component):
+        if normalize_address(prop) == address:
+            return prop
+    return None
+
+
+def partstat_of(prop: vCalAddress) -> str:
+    """An attendee's PARTSTAT, upper-cased; NEEDS-ACTION when absent (RFC 5545 default)."""
+    return str(prop.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+
+
+def set_attendees(component: Component, attendees: Iterable[vCalAddress]) -> None:
+    """Replace the component's ATTENDEE properties."""
+    if "ATTENDEE" in component:
+        del component["ATTENDEE"]
+    for prop in attendees:
+        component.add("ATTENDEE", prop, encode=False)
+
+
+def copy_component(component: Component) -> Component:
+    """A deep copy, so that no caller's object is ever mutated."""
+    return Component.from_ical(component.to_ical())
+
+
+def copy_calendar(calendar: Calendar) -> Calendar:
+    """A deep copy of a whole calendar."""
+    copied = Calendar.from_ical(calendar.to_ical())
+    assert isinstance(copied, Calendar)
+    return copied
+
+
+def start_of(component: Component) -> datetime | date | None:
+    """DTSTART's value, or None."""
+    value = dt_value(component.get("DTSTART"))
+    return value if isinstance(value, (datetime, date)) else None
+
+
+def duration_of(component: Component) -> timedelta:
+    """The length of one occurrence: DTEND/DUE minus DTSTART, or DURATION, else zero."""
+    start = start_of(component)
+    for name in ("DTEND", "DUE"):
+        end = dt_value(component.get(name))
+        if start is not None and isinstance(end, (datetime, date)):
+            try:
+                return end - start  # type: ignore[operator]
+            except TypeError:
+                return timedelta(0)
+    value = dt_value(component.get("DURATION"))
+    return value if isinstance(value, timedelta) else timedelta(0)
+
+
+def has_recurrence(component: Component) -> bool:
+    """True when the component is a recurring master (RRULE or RDATE)."""
+    return "RRULE" in component or "RDATE" in component
+
+
+def rrules_of(component: Component) -> list[vRecur]:
+    """The RRULE values (usually one)."""
+    value = component.get("RRULE")
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def date_values(component: Component, name: str) -> Iterator[datetime | date]:
+    """Every date or date-time in a list-valued property such as EXDATE or RDATE."""
+    value = component.get(name)
+    if value is None:
+        return
+    for prop in value if isinstance(value, list) else [value]:
+        for item in getattr(prop, "dts", []):
+            dt = dt_value(item)
+            if isinstance(dt, (datetime, date)):
+                yield dt
+
+
+def add_date_value(component: Component, name: str, value: datetime | date) -> None:
+    """Append one value to EXDATE or RDATE, keeping the values already there."""
+    existing = list(date_values(component, name))
+    if instance_key(value) in {instance_key(v) for v in existing}:
+        return
+    if name in component:
+        del component[name]
+    for item in [*existing, value]:
+        component.add(name, item)
+
+
+def instance_start(master: Component, key: str) -> datetime | date | None:
+    """The RECURRENCE-ID value for an instance key, written in the master's DTSTART zone."""
+    start = start_of(master)
+    if key == MASTER or start is None:
+        return None
+    if len(key) == 8:
+        return date(int(key[:4]), int(key[4:6]), int(key[6:]))
+    moment = datetime.strptime(key.rstrip("Z"), "%Y%m%dT%H%M%S")
+    if key.endswith("Z"):
+        moment = moment.replace(tzinfo=timezone.utc)
+        if isinstance(start, datetime) and start.tzinfo is not None:
+            return moment.astimezone(start.tzinfo)
+    return moment
+
+
+def ddd(value: datetime | date) -> vDDDTypes:
+    """Wrap a date or date-time as an iCalendar property value."""
+    return vDDDTypes(value)

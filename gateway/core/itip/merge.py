@@ -1,0 +1,215 @@
+"""Applying an organizer's message to a recipient's copy: REQUEST, ADD, CANCEL, PUBLISH (RFC 5546 §3.2.1–3.2.5).
+
+Instances are merged one by one, each against its own version, so an instance update
+that arrives without its master never wipes the series, and an old instance update
+that arrives after a newer master changes nothing (INTEROP rules 13–14).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta, timezone
+
+from icalendar import Calendar, Component
+
+from gateway.core.ical import (
+    MASTER,
+    add_date_value,
+    components_of,
+    copy_component,
+    date_values,
+    find_attendee,
+    instance_key,
+    instance_start,
+    is_this_and_future,
+    partstat_of,
+    recurrence_key_of,
+    rrules_of,
+    sequence_of,
+    start_of,
+    version_of,
+)
+from gateway.core.itip.ordering import Order, compare
+from gateway.core.itip.types import ApplyResult, Instances, Recipient, Stored, assemble, copy_instances, unchanged
+from gateway.core.model import Outcome, PartStat
+
+
+def apply_request(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
+    """A new invitation or an update, for a recipient who is one of its attendees."""
+    incoming = components_of(message)
+    if not any(recipient.attendee_in(c) for c in incoming):
+        return unchanged(Outcome.IGNORED, stored, "recipient-not-invited")
+    return _merge(message, stored, recipient)
+
+
+def apply_publish(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
+    """A published object: stored as sent, no one answers (RFC 5546 §3.2.1)."""
+    return _merge(message, stored, recipient)
+
+
+def _merge(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
+    instances = copy_instances(stored)
+    state = stored.state
+    applied: list[str] = []
+    seen: list[Order] = []
+    for component in components_of(message):
+        key = recurrence_key_of(component)
+        order = compare(version_of(component), state.organizer_version(key))
+        seen.append(order)
+        if order is not Order.NEWER:
+            continue
+        instances[key] = _keep_own_answer(copy_component(component), instances.get(key), recipient)
+        state = state.with_instance(key, version_of(component))
+        applied.append(key)
+        if is_this_and_future(component):
+            _drop_overrides(instances, after=key, older_than=sequence_of(component))
+    if not applied:
+        return unchanged(_outcome_of(seen), stored, "")
+    if MASTER in applied:
+        _drop_superseded_overrides(instances, keep=applied)
+    return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
+
+
+def apply_add(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
+    """New instances of a recurring object (RFC 5546 §3.2.4), added as RDATEs with overrides."""
+    instances = copy_instances(stored)
+    master = instances.get(MASTER)
+    state = stored.state
+    applied = False
+    seen: list[Order] = []
+    for component in components_of(message):
+        start = start_of(component)
+        if start is None:
+            continue
+        key = instance_key(start)
+        order = compare(version_of(component), state.organizer_version(MASTER))
+        seen.append(order)
+        if order is not Order.NEWER:
+            continue
+        added = _keep_own_answer(copy_component(component), instances.get(key), recipient)
+        added.add("RECURRENCE-ID", start)
+        instances[key] = added
+        if master is not None:
+            add_date_value(master, "RDATE", start)
+            master["SEQUENCE"] = sequence_of(component)
+        state = state.with_instance(MASTER, version_of(component))
+        applied = True
+    if not applied:
+        return unchanged(_outcome_of(seen), stored, "")
+    return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
+
+
+def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
+    """The whole object or some instances cancelled (RFC 5546 §3.2.5).
+
+    A cancelled object stays in the calendar with STATUS:CANCELLED, as calendar servers
+    keep it, so its owner sees what happened; a cancelled instance becomes an EXDATE.
+    """
+    instances = copy_instances(stored)
+    state = stored.state
+    applied = False
+    seen: list[Order] = []
+    for component in components_of(message):
+        key = recurrence_key_of(component)
+        order = compare(version_of(component), state.organizer_version(key))
+        seen.append(order)
+        if order is not Order.NEWER:
+            continue
+        if key == MASTER:
+            _cancel_all(instances, sequence_of(component))
+        else:
+            _cancel_instance(instances, key, component)
+        state = state.with_instance(key, version_of(component))
+        applied = True
+    if not applied:
+        return unchanged(_outcome_of(seen), stored, "")
+    return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
+
+
+def _cancel_all(instances: Instances, sequence: int) -> None:
+    for component in instances.values():
+        component["STATUS"] = "CANCELLED"
+        component["SEQUENCE"] = max(sequence, sequence_of(component))
+
+
+def _cancel_instance(instances: Instances, key: str, cancel: Component) -> None:
+    master = instances.get(MASTER)
+    if master is None:
+        if key in instances:
+            instances[key]["STATUS"] = "CANCELLED"
+        return
+    start = instance_start(master, key)
+    if start is None:
+        return
+    if is_this_and_future(cancel):
+        _end_series_before(master, start)
+        _drop_overrides(instances, after=key, older_than=None)
+    else:
+        add_date_value(master, "EXDATE", start)
+    instances.pop(key, None)
+
+
+def _end_series_before(master: Component, start: datetime | date) -> None:
+    """Truncate the series so that its last instance is the one before ``start``."""
+    last = start - (timedelta(days=1) if not isinstance(start, datetime) else timedelta(seconds=1))
+    if isinstance(last, datetime) and last.tzinfo is not None:
+        last = last.astimezone(timezone.utc)  # RFC 5545 §3.3.10: UNTIL in UTC for a zoned DTSTART
+    rules = []
+    for rule in rrules_of(master):
+        rule = type(rule)(dict(rule))
+        rule.pop("COUNT", None)
+        rule["UNTIL"] = [last]
+        rules.append(rule)
+    if rules:
+        del master["RRULE"]
+        for rule in rules:
+            master.add("RRULE", rule)
+    kept = [d for d in date_values(master, "RDATE") if instance_key(d) < instance_key(start)]
+    if "RDATE" in master:
+        del master["RDATE"]
+        for value in kept:
+            master.add("RDATE", value)
+
+
+def _drop_overrides(instances: Instances, *, after: str, older_than: int | None) -> None:
+    """Drop overrides after an instance (THISANDFUTURE), those not newer than ``older_than``."""
+    for key in [k for k in instances if k != MASTER and k > after]:
+        if older_than is None or sequence_of(instances[key]) <= older_than:
+            del instances[key]
+
+
+def _drop_superseded_overrides(instances: Instances, keep: Iterable[str]) -> None:
+    """After a master update, drop overrides older than it (the update was the whole object)
+    and overrides of instances that the master now excludes."""
+    master = instances[MASTER]
+    excluded = {instance_key(d) for d in date_values(master, "EXDATE")}
+    sequence = sequence_of(master)
+    kept = set(keep)
+    for key in [k for k in instances if k != MASTER and k not in kept]:
+        if key in excluded or sequence_of(instances[key]) < sequence:
+            del instances[key]
+
+
+def _keep_own_answer(new: Component, old: Component | None, recipient: Recipient) -> Component:
+    """Keep the recipient's own PARTSTAT across an update that did not change SEQUENCE.
+
+    An organizer's update of the same sequence (a new DTSTAMP only) does not ask anyone
+    to answer again; Outlook then omits PARTSTAT entirely.
+    """
+    address = recipient.attendee_in(new)
+    if address is None:
+        return new
+    mine = find_attendee(new, address)
+    assert mine is not None
+    previous = find_attendee(old, address) if old is not None else None
+    same_sequence = old is not None and sequence_of(old) == sequence_of(new)
+    if previous is not None and same_sequence and partstat_of(mine) == PartStat.NEEDS_ACTION:
+        mine.params["PARTSTAT"] = partstat_of(previous)
+    else:
+        mine.params["PARTSTAT"] = partstat_of(mine)
+    return new
+
+
+def _outcome_of(orders: list[Order]) -> Outcome:
+    """Nothing applied: stale if anything was older, else a duplicate."""
+    return Outcome.STALE if Order.OLDER in orders or not orders else Outcome.DUPLICATE

@@ -1,0 +1,162 @@
+"""The database schema: principals, calendars, the intake queue, inboxes, the ledger and the outbox.
+
+Tables only; queries live with the modules that own each table. Changes to this file
+come with an Alembic migration in ``gateway/store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone; it is stored as naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Principal(Base):
+    """A local calendar user, room or resource: the explicit directory (never "anyone at our domain")."""
+
+    __tablename__ = "principals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="individual")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    aliases: Mapped[list[Alias]] = relationship(back_populates="principal", cascade="all, delete-orphan")
+
+
+class Alias(Base):
+    """Another address that reaches the same principal."""
+
+    __tablename__ = "aliases"
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    principal: Mapped[Principal] = relationship(back_populates="aliases")
+
+
+class CalendarObject(Base):
+    """One UID in one principal's calendar: the master and its overrides, as iCalendar text."""
+
+    __tablename__ = "calendar_objects"
+    __table_args__ = (UniqueConstraint("principal_id", "uid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(500))
+    component: Mapped[str] = mapped_column(String(20))
+    organizer: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    ical: Mapped[str] = mapped_column(Text)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IntakeMessage(Base):
+    """A message as it arrived, durable before it is acknowledged; its state is where it sits."""
+
+    __tablename__ = "intake"
+    __table_args__ = (Index("ix_intake_state_id", "state", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(20))
+    envelope_sender: Mapped[str] = mapped_column(String(320), default="")
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message_id: Mapped[str] = mapped_column(String(500), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class InboxEntry(Base):
+    """What became of one scheduling message for one principal: the principal's inbox."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_principal_id_id", "principal_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    intake_id: Mapped[int | None] = mapped_column(ForeignKey("intake.id", ondelete="SET NULL"), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    method: Mapped[str] = mapped_column(String(20), default="")
+    uid: Mapped[str] = mapped_column(String(500), default="")
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ical: Mapped[str] = mapped_column(Text, default="")
+
+
+class LedgerEntry(Base):
+    """A scheduling message already handled for a principal: replays change nothing."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("principal_id", "fingerprint"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """One iTIP message for one non-local recipient, written with the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    method: Mapped[str] = mapped_column(String(20))
+    uid: Mapped[str] = mapped_column(String(500))
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    ical: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
