@@ -343,6 +343,27 @@ def instance_start(master: Component, key: str) -> datetime | date | None:
     return moment
 
 
+def override_from_master(master: Component | None, key: str) -> Component | None:
+    """A new override for one instance of a recurring master, or None when there is no such instance."""
+    if master is None or key == MASTER or not has_recurrence(master):
+        return None
+    if key in {instance_key(d) for d in date_values(master, "EXDATE")}:
+        return None
+    start = instance_start(master, key)
+    if start is None:
+        return None
+    override = copy_component(master)
+    for name in ("RRULE", "RDATE", "EXDATE", "DTSTART", "DTEND", "DUE"):
+        if name in override:
+            del override[name]
+    override.add("RECURRENCE-ID", start)
+    override.add("DTSTART", start)
+    length = duration_of(master)
+    if "DURATION" not in master and ("DTEND" in master or "DUE" in master):
+        override.add("DUE" if master.name == "VTODO" else "DTEND", start + length)
+    return override
+
+
 def ddd(value: datetime | date) -> vDDDTypes:
     """Wrap a date or date-time as an iCalendar property value."""
     return vDDDTypes(value)

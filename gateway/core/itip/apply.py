@@ -14,6 +14,7 @@ from icalendar import Calendar
 
 from gateway.core.ical import components_of, organizer_of
 from gateway.core.itip import merge, replies
+from gateway.core.itip.plan import build_refresh
 from gateway.core.itip.types import ApplyResult, Recipient, Stored, unchanged
 from gateway.core.model import Method, Outcome
 
@@ -24,7 +25,7 @@ TO_ATTENDEES = frozenset({Method.PUBLISH, Method.REQUEST, Method.ADD, Method.CAN
 _APPLIERS: dict[Method, Applier] = {
     Method.PUBLISH: lambda m, s, r, now: merge.apply_publish(m, s, r),
     Method.REQUEST: lambda m, s, r, now: merge.apply_request(m, s, r),
-    Method.ADD: lambda m, s, r, now: merge.apply_add(m, s, r),
+    Method.ADD: lambda m, s, r, now: _apply_add(m, s, r, now),
     Method.CANCEL: lambda m, s, r, now: merge.apply_cancel(m, s),
     Method.DECLINECOUNTER: lambda m, s, r, now: _apply_declinecounter(s),
     Method.REPLY: lambda m, s, r, now: replies.apply_reply(m, s, r),
@@ -57,6 +58,15 @@ def _wrong_side(message: Calendar, method: Method, stored: Stored, recipient: Re
     if method is not Method.ADD and not any(recipient.attendee_in(c) for c in incoming + stored.components):
         return unchanged(Outcome.IGNORED, stored, "recipient-not-invited")
     return None
+
+
+def _apply_add(message: Calendar, stored: Stored, recipient: Recipient, now: datetime) -> ApplyResult:
+    """New instances; for an object we do not have, ask the organizer for it (RFC 5546 §3.2.4)."""
+    if stored.components:
+        return merge.apply_add(message, stored, recipient)
+    asking = next((a for c in components_of(message) if (a := recipient.attendee_in(c))), recipient.address)
+    refresh = build_refresh(message, asking, now)
+    return unchanged(Outcome.NOT_FOUND, stored, "unknown-object").with_messages(refresh)
 
 
 def _apply_declinecounter(stored: Stored) -> ApplyResult:

@@ -19,12 +19,8 @@ from gateway.core.ical import (
     attendee_properties,
     components_of,
     copy_component,
-    date_values,
-    duration_of,
     find_attendee,
-    has_recurrence,
-    instance_key,
-    instance_start,
+    override_from_master,
     partstat_of,
     recurrence_key_of,
     sequence_of,
@@ -63,7 +59,7 @@ def apply_reply(message: Calendar, stored: Stored, recipient: Recipient) -> Appl
         if replier is None:
             return unchanged(Outcome.REJECTED, stored, "reply-needs-exactly-one-attendee")
         key = recurrence_key_of(component)
-        target = instances.get(key) or _override_from_master(instances.get(MASTER), key)
+        target = instances.get(key) or override_from_master(instances.get(MASTER), key)
         if target is None:
             tally["missing"].append(key)
             continue
@@ -101,27 +97,6 @@ def _answers_an_older_version(reply: Component, target: Component) -> bool:
     A reply without SEQUENCE is taken as answering the current one: some clients omit it.
     """
     return "SEQUENCE" in reply and sequence_of(reply) < sequence_of(target)
-
-
-def _override_from_master(master: Component | None, key: str) -> Component | None:
-    """A new override for one instance of a recurring master (a reply for one instance)."""
-    if master is None or key == MASTER or not has_recurrence(master):
-        return None
-    if key in {instance_key(d) for d in date_values(master, "EXDATE")}:
-        return None
-    start = instance_start(master, key)
-    if start is None:
-        return None
-    override = copy_component(master)
-    for name in ("RRULE", "RDATE", "EXDATE", "DTSTART", "DTEND", "DUE"):
-        if name in override:
-            del override[name]
-    override.add("RECURRENCE-ID", start)
-    override.add("DTSTART", start)
-    length = duration_of(master)
-    if "DURATION" not in master and ("DTEND" in master or "DUE" in master):
-        override.add("DUE" if master.name == "VTODO" else "DTEND", start + length)
-    return override
 
 
 def _record_answer(target: Component, answer: vCalAddress, reply: Component) -> Component | None:

@@ -1,0 +1,90 @@
+"""Delivering iTIP messages: applied in the store for local principals, queued in the outbox for everyone else."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from icalendar import Calendar
+from sqlalchemy.orm import Session
+
+from gateway.core.addresses import domain_of
+from gateway.core.ical import serialize_calendar
+from gateway.core.itip.apply import apply_itip
+from gateway.core.itip.types import ApplyResult, Recipient
+from gateway.core.model import Method, OutgoingMessage
+from gateway.store import calendars, directory, inbox, outbox
+from gateway.store.directory import PrincipalRef
+
+log = logging.getLogger(__name__)
+MAX_LOCAL_HOPS = 100  # answers to answers: a REFRESH answered locally, and so on
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One message applied to one local principal, as recorded in its inbox."""
+
+    principal: PrincipalRef
+    result: ApplyResult
+
+
+def recipient_of(principal: PrincipalRef) -> Recipient:
+    return Recipient(principal.address, principal.aliases)
+
+
+def apply_for(
+    session: Session, principal: PrincipalRef, method: Method, uid: str, message: Calendar, now: datetime
+) -> ApplyResult:
+    """Load a principal's copy, apply one message to it, and save what changed."""
+    stored = calendars.load_object(session, principal.id, uid)
+    result = apply_itip(message, method, stored, recipient_of(principal), now)
+    if result.changed:
+        calendars.save_object(session, principal.id, uid, result.stored, now)
+    return result
+
+
+def deliver(session: Session, messages: Iterable[OutgoingMessage], now: datetime) -> list[Applied]:
+    """Apply messages to local recipients (and their answers, in turn); queue the rest for sending."""
+    pending = deque(messages)
+    applied: list[Applied] = []
+    hops = 0
+    while pending and hops < MAX_LOCAL_HOPS:
+        message = pending.popleft()
+        hops += 1
+        for address in message.recipients:
+            principal = directory.resolve(session, address)
+            if principal is None:
+                queue_outbound(session, message, address, now)
+                continue
+            result = apply_for(session, principal, message.method, message.uid, message.calendar, now)
+            inbox.record(session, _inbox_line(principal, message, result), now)
+            applied.append(Applied(principal, result))
+            pending.extend(result.messages)
+    if pending:
+        log.error("local delivery stopped after %d hops; %d messages not delivered", hops, len(pending))
+    return applied
+
+
+def _inbox_line(principal: PrincipalRef, message: OutgoingMessage, result: ApplyResult) -> inbox.InboxRecord:
+    return inbox.InboxRecord(
+        principal.id, message.method.value, message.uid, message.sender, result.outcome, result.reason, result.detail
+    )
+
+
+def queue_outbound(session: Session, message: OutgoingMessage, recipient: str, now: datetime) -> None:
+    """One outbox row for one non-local recipient."""
+    row = outbox.enqueue(
+        session,
+        method=message.method.value,
+        uid=message.uid,
+        sender=message.sender,
+        recipient=recipient,
+        ical=serialize_calendar(message.calendar),
+        message_id=f"<{uuid.uuid4().hex}@{domain_of(message.sender)}>",
+        now=now,
+    )
+    log.info("outbox %d: %s %s for %s", row.id, message.method.value, message.uid, recipient)

@@ -1,0 +1,102 @@
+"""Taking mail in: make it durable, then process it; retry a bounded number of times, then hold.
+
+Used by ``reefknot ingest`` (in-process), by the listeners and the poller (which only
+enqueue) and by the processors that drain the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from sqlalchemy.orm import Session
+
+from gateway.service.mailflow import Verdict, process_message
+from gateway.store import intake
+from gateway.store.db import Database
+from gateway.store.intake import Envelope, IntakeState
+from gateway.store.schema import IntakeMessage
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one message taken in."""
+
+    intake_id: int
+    state: IntakeState
+    reason: str = ""
+
+
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID header, read without parsing the body."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
+    return str(headers.get("Message-ID", "")).strip()
+
+
+def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> Receipt:
+    """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
+    with db.transaction() as session:
+        row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        verdict = _attempt(session, row, now)
+        return Receipt(row.id, verdict.state, verdict.reason)
+
+
+def enqueue_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> int:
+    """Only make a message durable (the listeners' job); processors apply it later."""
+    with db.transaction() as session:
+        row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        log.info("intake %d %s: queued from %s", row.id, row.message_id, envelope.source)
+        return row.id
+
+
+def process_queued(db: Database, now: datetime, limit: int = 100) -> list[Receipt]:
+    """Claim queued messages and process each in its own transaction."""
+    with db.transaction() as session:
+        ids = intake.claim_queued(session, now, now + LEASE, limit)
+    receipts = []
+    for intake_id in ids:
+        with db.transaction() as session:
+            row = intake.get(session, intake_id)
+            if row.state != IntakeState.QUEUED.value:
+                continue
+            verdict = _attempt(session, row, now)
+            receipts.append(Receipt(row.id, verdict.state, verdict.reason))
+    return receipts
+
+
+def release_held(db: Database, intake_id: int, now: datetime) -> Receipt:
+    """Process a held message again, as if it had just arrived (the operator's release)."""
+    with db.transaction() as session:
+        row = intake.get(session, intake_id, states=[IntakeState.HELD])
+        row.state, row.attempts = IntakeState.QUEUED.value, 0
+        verdict = _attempt(session, row, now)
+        return Receipt(row.id, verdict.state, verdict.reason)
+
+
+def drop_held(db: Database, intake_id: int, now: datetime) -> None:
+    """Discard a held message; the record that it was dropped stays."""
+    with db.transaction() as session:
+        intake.drop(intake.get(session, intake_id, states=[IntakeState.HELD]), now)
+
+
+def _attempt(session: Session, row: IntakeMessage, now: datetime) -> Verdict:
+    """Process inside a savepoint: an unexpected error undoes the work but keeps the message."""
+    try:
+        with session.begin_nested():
+            return process_message(session, row, now)
+    except Exception as error:  # any bug or odd input: never lose the message
+        log.exception("intake %d %s: processing failed", row.id, row.message_id)
+        row.attempts += 1
+        detail = f"{type(error).__name__}: {error}"[:2000]
+        if row.attempts >= MAX_ATTEMPTS:
+            intake.finish(row, IntakeState.HELD, now, "processing-failed", detail)
+            return Verdict(IntakeState.HELD, "processing-failed", detail)
+        row.reason, row.detail, row.claimed_until = "processing-failed", detail, None
+        return Verdict(IntakeState.QUEUED, "processing-failed", detail)

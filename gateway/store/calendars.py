@@ -1,0 +1,55 @@
+"""The principals' calendars: one row per (principal, UID) holding the master and its overrides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.core.ical import organizer_of, parse_calendar, sequence_of, serialize_calendar
+from gateway.core.itip.ordering import SchedulingState
+from gateway.core.itip.types import Stored
+from gateway.store.schema import CalendarObject
+
+
+def _row(session: Session, principal_id: int, uid: str) -> CalendarObject | None:
+    query = select(CalendarObject).where(CalendarObject.principal_id == principal_id, CalendarObject.uid == uid)
+    return session.scalars(query).first()
+
+
+def load_object(session: Session, principal_id: int, uid: str) -> Stored:
+    """The principal's copy of a UID with its applied versions (empty when it has none)."""
+    row = _row(session, principal_id, uid)
+    if row is None:
+        return Stored()
+    return Stored(parse_calendar(row.ical), SchedulingState.from_json(row.state))
+
+
+def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime) -> None:
+    """Write the principal's copy of a UID; an object without components is removed."""
+    row = _row(session, principal_id, uid)
+    components = stored.components
+    if stored.calendar is None or not components:
+        if row is not None:
+            session.delete(row)
+        return
+    if row is None:
+        row = CalendarObject(principal_id=principal_id, uid=uid)
+        session.add(row)
+    main = components[0]
+    row.component = main.name
+    row.organizer = organizer_of(main)
+    row.sequence = max(sequence_of(c) for c in components)
+    row.ical = serialize_calendar(stored.calendar)
+    row.state = stored.state.to_json()
+    row.updated_at = now
+
+
+def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:
+    """The principal's stored objects as iCalendar texts, by UID."""
+    query = select(CalendarObject.ical).where(CalendarObject.principal_id == principal_id)
+    if uid is not None:
+        query = query.where(CalendarObject.uid == uid)
+    return list(session.scalars(query.order_by(CalendarObject.uid)))
+

@@ -1,0 +1,92 @@
+"""The directory of local principals: explicit users, rooms and resources with their aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from gateway.core.addresses import normalize_address
+from gateway.core.model import Kind
+from gateway.store.schema import Alias, Principal
+
+
+class DirectoryError(Exception):
+    """A directory change that cannot be made (duplicate address, unknown principal, bad address)."""
+
+
+@dataclass(frozen=True)
+class PrincipalRef:
+    """A local principal as the rest of Reefknot sees it."""
+
+    id: int
+    address: str
+    display_name: str
+    kind: Kind
+    aliases: frozenset[str]
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        return self.aliases | {self.address}
+
+
+def _ref(principal: Principal) -> PrincipalRef:
+    return PrincipalRef(
+        principal.id,
+        principal.address,
+        principal.display_name,
+        Kind(principal.kind),
+        frozenset(a.address for a in principal.aliases),
+    )
+
+
+def _valid(address: str) -> str:
+    normalized = normalize_address(address)
+    if normalized is None:
+        raise DirectoryError(f"not an email address: {address!r}")
+    return normalized
+
+
+def add_principal(
+    session: Session, address: str, now: datetime, *, name: str = "", aliases: tuple[str, ...] = (), kind: Kind = Kind.INDIVIDUAL
+) -> PrincipalRef:
+    """Add a local principal; every address it owns must be new to the directory."""
+    primary = _valid(address)
+    others = sorted({_valid(a) for a in aliases} - {primary})
+    for candidate in [primary, *others]:
+        if resolve(session, candidate) is not None:
+            raise DirectoryError(f"{candidate} already belongs to a local principal")
+    principal = Principal(address=primary, display_name=name, kind=kind.value, created_at=now)
+    principal.aliases = [Alias(address=a) for a in others]
+    session.add(principal)
+    session.flush()
+    return _ref(principal)
+
+
+def remove_principal(session: Session, address: str) -> PrincipalRef:
+    """Remove a principal with its calendar, inbox and aliases."""
+    ref = resolve(session, _valid(address))
+    if ref is None:
+        raise DirectoryError(f"no local principal {address}")
+    session.delete(session.get_one(Principal, ref.id))
+    return ref
+
+
+def list_principals(session: Session) -> list[PrincipalRef]:
+    """Every principal, by address."""
+    rows = session.scalars(select(Principal).options(selectinload(Principal.aliases)).order_by(Principal.address))
+    return [_ref(p) for p in rows]
+
+
+def resolve(session: Session, address: str) -> PrincipalRef | None:
+    """The local principal an address (primary or alias, any case, with or without mailto:) reaches."""
+    normalized = normalize_address(address)
+    if normalized is None:
+        return None
+    query = select(Principal).options(selectinload(Principal.aliases))
+    principal = session.scalars(query.where(Principal.address == normalized)).first()
+    if principal is None:
+        principal = session.scalars(query.join(Alias).where(Alias.address == normalized)).first()
+    return _ref(principal) if principal is not None else None

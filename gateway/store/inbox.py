@@ -1,0 +1,51 @@
+"""The principals' inboxes: what each scheduling message did for each principal, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.core.model import Outcome
+from gateway.store.schema import InboxEntry
+
+
+@dataclass(frozen=True)
+class InboxRecord:
+    """One line of a principal's inbox."""
+
+    principal_id: int
+    method: str
+    uid: str
+    sender: str
+    outcome: Outcome
+    reason: str = ""
+    detail: str = ""
+    ical: str = ""
+    intake_id: int | None = None
+
+
+def record(session: Session, entry: InboxRecord, now: datetime) -> None:
+    """Add one line to a principal's inbox."""
+    session.add(
+        InboxEntry(
+            principal_id=entry.principal_id,
+            intake_id=entry.intake_id,
+            received_at=now,
+            method=entry.method,
+            uid=entry.uid[:500],
+            sender=entry.sender,
+            outcome=entry.outcome.value,
+            reason=entry.reason,
+            detail=entry.detail,
+            ical=entry.ical,
+        )
+    )
+
+
+def list_entries(session: Session, principal_id: int, limit: int = 1000) -> list[InboxEntry]:
+    """The principal's inbox, oldest first."""
+    query = select(InboxEntry).where(InboxEntry.principal_id == principal_id).order_by(InboxEntry.id).limit(limit)
+    return list(session.scalars(query))
