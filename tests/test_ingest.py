@@ -1,0 +1,168 @@
+"""Bad input through ``reefknot ingest``: recorded with a named reason, never lost, never a crash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.service import mailflow, receive
+from gateway.store.intake import Envelope, IntakeState
+from tests.conftest import NOW
+from tests.servers import free_port
+from tests.test_cli_scenarios import Reefknot, imip_mail, reefknot  # noqa: F401  (fixture)
+
+BROKEN_ICAL = "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:x\nDTSTART:2026\n"
+JOURNAL_REQUEST = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//T//T//EN
+METHOD:REQUEST
+BEGIN:VJOURNAL
+UID:journal-1
+DTSTAMP:20260601T080000Z
+DTSTART:20260601T080000Z
+ORGANIZER:mailto:carol@bar.example
+ATTENDEE:mailto:alice@foo.example
+END:VJOURNAL
+END:VCALENDAR
+"""
+TWO_UIDS = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//T//T//EN
+METHOD:REQUEST
+BEGIN:VEVENT
+UID:one
+DTSTAMP:20260601T080000Z
+DTSTART:20260601T080000Z
+ORGANIZER:mailto:carol@bar.example
+ATTENDEE:mailto:alice@foo.example
+END:VEVENT
+BEGIN:VEVENT
+UID:two
+DTSTAMP:20260601T080000Z
+DTSTART:20260601T080000Z
+ORGANIZER:mailto:carol@bar.example
+ATTENDEE:mailto:alice@foo.example
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+def mime_bomb(parts: int) -> bytes:
+    boundary = "b"
+    body = "".join(f"--{boundary}\r\nContent-Type: text/plain\r\n\r\n{i}\r\n" for i in range(parts))
+    return (
+        f"From: x@bar.example\r\nTo: alice@foo.example\r\nMessage-ID: <bomb@test>\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n{body}--{boundary}--\r\n'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "calendar", "outcome", "reason"),
+    [
+        ("broken-ical", BROKEN_ICAL, "unreadable", None),
+        ("journal-request", JOURNAL_REQUEST, "rejected", "method-not-allowed-for-component"),
+        ("two-uids", TWO_UIDS, "rejected", "uid-mismatch"),
+    ],
+)
+def test_unusable_calendar_is_held_and_recorded_with_its_reason(
+    reefknot: Reefknot, tmp_path: Path, name: str, calendar: str, outcome: str, reason: str | None
+) -> None:
+    mail = imip_mail(tmp_path, name, "carol@bar.example", "alice@foo.example", calendar, "REQUEST")
+    assert "held" in reefknot("ingest", "--recipient", "alice@foo.example", str(mail))
+    (entry,) = reefknot.json_lines("inbox", "alice@foo.example")
+    assert entry["outcome"] == outcome and entry["reason"] and (reason is None or entry["reason"] == reason)
+    (held,) = reefknot.json_lines("quarantine")
+    assert held["reason"] == entry["reason"] and held["message_id"] == f"<{name}@test>"
+
+
+def test_a_held_message_can_be_released_again_and_dropped(reefknot: Reefknot, tmp_path: Path) -> None:
+    mail = imip_mail(tmp_path, "held", "carol@bar.example", "alice@foo.example", BROKEN_ICAL, "REQUEST")
+    reefknot("ingest", "--recipient", "alice@foo.example", str(mail))
+    (held,) = reefknot.json_lines("quarantine")
+    assert "held" in reefknot("quarantine", "release", str(held["id"]))
+    reefknot("quarantine", "drop", str(held["id"]))
+    assert reefknot.json_lines("quarantine") == []
+    reefknot("quarantine", "drop", str(held["id"]), expect=65)
+
+
+def test_a_mime_bomb_is_held_not_parsed(reefknot: Reefknot, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.eml"
+    bomb.write_bytes(mime_bomb(10_000))
+    assert "held (mime-too-many-parts)" in reefknot("ingest", "--recipient", "alice@foo.example", str(bomb))
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\xff garbage \x00", b"Subject: no body at all"])
+def test_garbage_is_taken_and_recorded_as_ignored(reefknot: Reefknot, tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "garbage.eml"
+    path.write_bytes(raw)
+    assert "ignored" in reefknot("ingest", "--recipient", "alice@foo.example", str(path))
+
+
+def test_a_tnef_only_invitation_is_held_as_unreadable(reefknot: Reefknot, tmp_path: Path) -> None:
+    raw = (
+        b"From: carol@bar.example\r\nTo: alice@foo.example\r\nMessage-ID: <tnef@test>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n'
+        b'--x\r\nContent-Type: application/ms-tnef; name="winmail.dat"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        b"eJ8+IgEAAQaQCAAEAAAAAAABAAEAAQeQBgAIAAAA5AQAAAAAAADoAAEIgAcAGAAAAElQTS5NaWNyb3NvZnQgTWFpbC5Ob3Rl\r\n--x--\r\n"
+    )
+    path = tmp_path / "tnef.eml"
+    path.write_bytes(raw)
+    assert "held (tnef-invitation)" in reefknot("ingest", "--recipient", "alice@foo.example", str(path))
+    (entry,) = reefknot.json_lines("inbox", "alice@foo.example")
+    assert (entry["outcome"], entry["reason"]) == ("unreadable", "tnef-invitation")
+
+
+def _reefknot_process(*args: str, config: Path | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "REEFKNOT_CONFIG"}
+    command = [sys.executable, "-m", "gateway.cli", *(["--config", str(config)] if config else []), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=60)
+
+
+def test_ingest_exits_75_when_the_database_is_unavailable(tmp_path: Path) -> None:
+    config = tmp_path / "reefknot.toml"
+    config.write_text(f'[database]\nurl = "postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none?connect_timeout=2"\n')
+    result = _reefknot_process("ingest", "--recipient", "alice@foo.example", "-", config=config, stdin=b"Subject: x\r\n\r\n")
+    assert result.returncode == 75, result.stderr
+
+
+def test_ingest_exits_64_on_bad_usage_and_78_on_a_bad_configuration(tmp_path: Path) -> None:
+    assert _reefknot_process("ingest", "--no-such-option").returncode == 64
+    config = tmp_path / "reefknot.toml"
+    config.write_text("[smtp]\nlisten = ['nowhere']\n")
+    result = _reefknot_process("ingest", "-", config=config)
+    assert result.returncode == 78 and b"[smtp] listen" in result.stderr
+
+
+def test_ingest_from_stdin_in_a_fresh_directory_creates_the_embedded_database(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REEFKNOT_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ingest", "-"], input=b"Subject: hello\r\n\r\nno calendar\r\n",
+        capture_output=True, cwd=tmp_path, env=env, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"ignored (no-calendar-part)" in result.stdout and (tmp_path / "reefknot.db").exists()
+
+
+def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
+    db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while applying never loses the message: it is retried a bounded number of times, then held."""
+    def broken(*args: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(mailflow, "_process_mail", broken)
+    envelope = Envelope("carol@bar.example", ("alice@foo.example",), "ingest")
+    receipt = receive.ingest_message(db, b"Subject: x\r\n\r\n", envelope, NOW)  # type: ignore[arg-type]
+    assert (receipt.state, receipt.reason) == (IntakeState.QUEUED, "processing-failed")
+    for attempt in range(1, receive.MAX_ATTEMPTS):
+        (retried,) = receive.process_queued(db, NOW + receive.LEASE * attempt + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert (retried.state, retried.reason) == (IntakeState.HELD, "processing-failed")
+
+    monkeypatch.undo()
+    released = receive.release_held(db, receipt.intake_id, NOW)  # type: ignore[arg-type]
+    assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
