@@ -225,6 +225,19 @@ def organizer_of(component: Component) -> str | None:
     return normalize_address(component.get("ORGANIZER"))
 
 
+def organizer_identities(component: Component) -> set[str]:
+    """Every address that names the organizer: the address, its EMAIL and its SENT-BY (INTEROP rule 9).
+
+    iCloud organizes from tokens like ``2_…@imip.me.com`` with the person in ``EMAIL``.
+    """
+    prop = component.get("ORGANIZER")
+    if prop is None:
+        return set()
+    params = getattr(prop, "params", {})
+    found = (normalize_address(v) for v in (prop, params.get("EMAIL"), params.get("SENT-BY")))
+    return {a for a in found if a}
+
+
 def attendee_properties(component: Component) -> list[vCalAddress]:
     """The ATTENDEE properties directly inside the component (never those inside a VALARM)."""
     value = component.get("ATTENDEE")

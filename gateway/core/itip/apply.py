@@ -12,7 +12,7 @@ from datetime import datetime
 
 from icalendar import Calendar
 
-from gateway.core.ical import components_of, organizer_of
+from gateway.core.ical import components_of, organizer_identities
 from gateway.core.itip import merge, replies
 from gateway.core.itip.plan import build_refresh
 from gateway.core.itip.types import ApplyResult, Recipient, Stored, unchanged
@@ -51,8 +51,8 @@ def _wrong_side(message: Calendar, method: Method, stored: Stored, recipient: Re
         return unchanged(Outcome.IGNORED, stored, "recipient-is-organizer")
     if method is Method.PUBLISH or not stored.components:
         return None
-    known = {organizer_of(c) for c in stored.components} - {None}
-    claimed = {organizer_of(c) for c in incoming} - {None}
+    known = set().union(*(organizer_identities(c) for c in stored.components))
+    claimed = set().union(*(organizer_identities(c) for c in incoming))
     if known and claimed and not claimed & known:
         return unchanged(Outcome.REJECTED, stored, "organizer-changed", ", ".join(sorted(claimed)))
     if method is not Method.ADD and not any(recipient.attendee_in(c) for c in incoming + stored.components):

@@ -54,11 +54,12 @@ def _merge(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResu
     seen: list[Order] = []
     for component in components_of(message):
         key = recurrence_key_of(component)
-        order = compare(version_of(component), state.organizer_version(key))
+        order = compare(version_of(component), stored.state.organizer_version(key))
         seen.append(order)
         if order is not Order.NEWER:
             continue
-        instances[key] = _keep_own_answer(copy_component(component), instances.get(key), recipient)
+        previous = instances.get(key) or instances.get(MASTER)
+        instances[key] = _keep_own_answer(copy_component(component), previous, recipient)
         state = state.with_instance(key, version_of(component))
         applied.append(key)
         if is_this_and_future(component):
@@ -82,7 +83,7 @@ def apply_add(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyR
         if start is None:
             continue
         key = instance_key(start)
-        order = compare(version_of(component), state.organizer_version(MASTER))
+        order = compare(version_of(component), stored.state.organizer_version(MASTER))
         seen.append(order)
         if order is not Order.NEWER:
             continue
@@ -105,13 +106,15 @@ def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
     A cancelled object stays in the calendar with STATUS:CANCELLED, as calendar servers
     keep it, so its owner sees what happened; a cancelled instance becomes an EXDATE.
     """
+    if not stored.components:
+        return unchanged(Outcome.NOT_FOUND, stored, "unknown-object")
     instances = copy_instances(stored)
     state = stored.state
     applied = False
     seen: list[Order] = []
     for component in components_of(message):
         key = recurrence_key_of(component)
-        order = compare(version_of(component), state.organizer_version(key))
+        order = compare(version_of(component), stored.state.organizer_version(key))
         seen.append(order)
         if order is not Order.NEWER:
             continue
