@@ -7,6 +7,7 @@ version, organizer, attendees", tolerating the ways real senders bend the format
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -275,14 +276,12 @@ def set_attendees(component: Component, attendees: Iterable[vCalAddress]) -> Non
 
 def copy_component(component: Component) -> Component:
     """A deep copy, so that no caller's object is ever mutated."""
-    return Component.from_ical(component.to_ical())
+    return copy.deepcopy(component)
 
 
 def copy_calendar(calendar: Calendar) -> Calendar:
     """A deep copy of a whole calendar."""
-    copied = Calendar.from_ical(calendar.to_ical())
-    assert isinstance(copied, Calendar)
-    return copied
+    return copy.deepcopy(calendar)
 
 
 def start_of(component: Component) -> datetime | date | None:

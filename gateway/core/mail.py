@@ -139,7 +139,10 @@ def parse_mail(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> Par
     if not root.keys():
         return _empty_mail(f"{NOT_A_MAIL}: no header fields")
     defects: list[str] = []
-    nodes = tuple(_walk(root, "", forwarded=False))
+    try:
+        nodes = tuple(_walk(root, "", forwarded=False))
+    except RecursionError as exc:  # only when the caller allows extreme nesting
+        raise MailError(TOO_DEEP, "MIME nesting too deep to walk") from exc
     defects.extend(_parser_defects(nodes))
     calendars = _dedupe(_calendar_parts(nodes, defects))
     from_address = _first_address(root, "From")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
+
+from icalendar import Calendar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +14,37 @@ from gateway.core.ical import organizer_of, parse_calendar, sequence_of, seriali
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
 from gateway.store.schema import CalendarObject
+
+PARSED_CACHE_SIZE = 4096
+
+
+class _ParsedCache:
+    """Recently stored or loaded objects, parsed, by their exact text.
+
+    Parsing iCalendar dominates applying a message; the core never mutates what it is
+    given, so one parsed object can serve every later load of the same text.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[str, Calendar] = OrderedDict()
+
+    def parse(self, text: str) -> Calendar:
+        calendar = self.entries.get(text)
+        if calendar is None:
+            calendar = parse_calendar(text)
+            self.remember(text, calendar)
+        else:
+            self.entries.move_to_end(text)
+        return calendar
+
+    def remember(self, text: str, calendar: Calendar) -> None:
+        self.entries[text] = calendar
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+_parsed = _ParsedCache(PARSED_CACHE_SIZE)
 
 
 def _row(session: Session, principal_id: int, uid: str) -> CalendarObject | None:
@@ -23,7 +57,7 @@ def load_object(session: Session, principal_id: int, uid: str) -> Stored:
     row = _row(session, principal_id, uid)
     if row is None:
         return Stored()
-    return Stored(parse_calendar(row.ical), SchedulingState.from_json(row.state))
+    return Stored(_parsed.parse(row.ical), SchedulingState.from_json(row.state))
 
 
 def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime) -> None:
@@ -42,6 +76,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
     row.organizer = organizer_of(main)
     row.sequence = max(sequence_of(c) for c in components)
     row.ical = serialize_calendar(stored.calendar)
+    _parsed.remember(row.ical, stored.calendar)
     row.state = stored.state.to_json()
     row.updated_at = now
 

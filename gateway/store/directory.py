@@ -85,8 +85,11 @@ def resolve(session: Session, address: str) -> PrincipalRef | None:
     normalized = normalize_address(address)
     if normalized is None:
         return None
-    query = select(Principal).options(selectinload(Principal.aliases))
-    principal = session.scalars(query.where(Principal.address == normalized)).first()
-    if principal is None:
-        principal = session.scalars(query.join(Alias).where(Alias.address == normalized)).first()
+    by_alias = select(Alias.principal_id).where(Alias.address == normalized).scalar_subquery()
+    query = (
+        select(Principal)
+        .options(selectinload(Principal.aliases))
+        .where((Principal.address == normalized) | (Principal.id == by_alias))
+    )
+    principal = session.scalars(query).first()
     return _ref(principal) if principal is not None else None
