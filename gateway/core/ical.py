@@ -90,8 +90,31 @@ def _strip_stray_tzid_properties(text: str) -> str:
 
 
 def serialize_calendar(calendar: Calendar) -> str:
-    """The calendar as RFC 5545 text: CRLF line endings, folded at 75 octets."""
-    return calendar.to_ical().decode("utf-8")
+    """The calendar as RFC 5545 text: CRLF line endings, folded at 75 octets (§3.1)."""
+    return "".join(fold_line(line) + "\r\n" for line in calendar.content_lines() if line)
+
+
+def fold_line(line: str, limit: int = 75) -> str:
+    """Fold one content line at ``limit`` octets without splitting a UTF-8 character.
+
+    A fold never separates a backslash from the character it escapes, which some
+    clients mis-read. (icalendar's own folding does the same, a character at a time.)
+    """
+    if line.isascii() and len(line) <= limit:
+        return line
+    data = line.encode("utf-8")
+    pieces: list[bytes] = []
+    start, width = 0, limit
+    while len(data) - start > width:
+        cut = start + width
+        while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+            cut -= 1
+        if data[cut - 1] == 0x5C and cut - 1 > start:  # keep "\\x" together
+            cut -= 1
+        pieces.append(data[start:cut])
+        start, width = cut, limit - 1  # continuation lines start with a space
+    pieces.append(data[start:])
+    return b"\r\n ".join(pieces).decode("utf-8")
 
 
 def new_calendar(method: str | None = None) -> Calendar:

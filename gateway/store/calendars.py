@@ -7,7 +7,7 @@ from datetime import datetime
 
 from icalendar import Calendar
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.ical import organizer_of, parse_calendar, sequence_of, serialize_calendar
@@ -16,6 +16,7 @@ from gateway.core.itip.types import Stored
 from gateway.store.schema import CalendarObject
 
 PARSED_CACHE_SIZE = 4096
+_ROW_IDS = "reefknot.calendar-row-ids"
 
 
 class _ParsedCache:
@@ -47,38 +48,44 @@ class _ParsedCache:
 _parsed = _ParsedCache(PARSED_CACHE_SIZE)
 
 
-def _row(session: Session, principal_id: int, uid: str) -> CalendarObject | None:
-    query = select(CalendarObject).where(CalendarObject.principal_id == principal_id, CalendarObject.uid == uid)
-    return session.scalars(query).first()
-
-
 def load_object(session: Session, principal_id: int, uid: str) -> Stored:
     """The principal's copy of a UID with its applied versions (empty when it has none)."""
-    row = _row(session, principal_id, uid)
+    query = select(CalendarObject.id, CalendarObject.ical, CalendarObject.state)
+    row = session.execute(query.where(CalendarObject.principal_id == principal_id, CalendarObject.uid == uid)).first()
+    ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
+    ids[(principal_id, uid)] = row.id if row is not None else None
     if row is None:
         return Stored()
     return Stored(_parsed.parse(row.ical), SchedulingState.from_json(row.state))
 
 
 def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime) -> None:
-    """Write the principal's copy of a UID; an object without components is removed."""
-    row = _row(session, principal_id, uid)
+    """Write the principal's copy of a UID (loaded before in this transaction); no components removes it."""
+    ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
+    if (principal_id, uid) not in ids:
+        load_object(session, principal_id, uid)
+    row_id = ids[(principal_id, uid)]
     components = stored.components
     if stored.calendar is None or not components:
-        if row is not None:
-            session.delete(row)
+        if row_id is not None:
+            session.execute(delete(CalendarObject).where(CalendarObject.id == row_id))
+            ids[(principal_id, uid)] = None
         return
-    if row is None:
-        row = CalendarObject(principal_id=principal_id, uid=uid)
-        session.add(row)
-    main = components[0]
-    row.component = main.name
-    row.organizer = organizer_of(main)
-    row.sequence = max(sequence_of(c) for c in components)
-    row.ical = serialize_calendar(stored.calendar)
-    _parsed.remember(row.ical, stored.calendar)
-    row.state = stored.state.to_json()
-    row.updated_at = now
+    text = serialize_calendar(stored.calendar)
+    _parsed.remember(text, stored.calendar)
+    values = {
+        "component": components[0].name,
+        "organizer": organizer_of(components[0]),
+        "sequence": max(sequence_of(c) for c in components),
+        "ical": text,
+        "state": stored.state.to_json(),
+        "updated_at": now,
+    }
+    if row_id is None:
+        result = session.execute(insert(CalendarObject).values(principal_id=principal_id, uid=uid, **values))
+        ids[(principal_id, uid)] = result.inserted_primary_key[0]
+    else:
+        session.execute(update(CalendarObject).where(CalendarObject.id == row_id).values(**values))
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:

@@ -13,6 +13,9 @@ from gateway.core.model import Kind
 from gateway.store.schema import Alias, Principal
 
 
+_CACHE = "reefknot.principals"
+
+
 class DirectoryError(Exception):
     """A directory change that cannot be made (duplicate address, unknown principal, bad address)."""
 
@@ -58,6 +61,7 @@ def add_principal(
     for candidate in [primary, *others]:
         if resolve(session, candidate) is not None:
             raise DirectoryError(f"{candidate} already belongs to a local principal")
+    session.info.pop(_CACHE, None)
     principal = Principal(address=primary, display_name=name, kind=kind.value, created_at=now)
     principal.aliases = [Alias(address=a) for a in others]
     session.add(principal)
@@ -70,6 +74,7 @@ def remove_principal(session: Session, address: str) -> PrincipalRef:
     ref = resolve(session, _valid(address))
     if ref is None:
         raise DirectoryError(f"no local principal {address}")
+    session.info.pop(_CACHE, None)
     session.delete(session.get_one(Principal, ref.id))
     return ref
 
@@ -81,15 +86,28 @@ def list_principals(session: Session) -> list[PrincipalRef]:
 
 
 def resolve(session: Session, address: str) -> PrincipalRef | None:
-    """The local principal an address (primary or alias, any case, with or without mailto:) reaches."""
+    """The local principal an address (primary or alias, any case, with or without mailto:) reaches.
+
+    Answers are remembered for the rest of the transaction (a message names the same
+    people many times); adding or removing a principal forgets them.
+    """
     normalized = normalize_address(address)
     if normalized is None:
         return None
-    by_alias = select(Alias.principal_id).where(Alias.address == normalized).scalar_subquery()
-    query = (
-        select(Principal)
-        .options(selectinload(Principal.aliases))
-        .where((Principal.address == normalized) | (Principal.id == by_alias))
-    )
-    principal = session.scalars(query).first()
-    return _ref(principal) if principal is not None else None
+    known: dict[str, PrincipalRef | None] = session.info.setdefault(_CACHE, {})
+    if normalized not in known:
+        with session.no_autoflush:
+            known[normalized] = _lookup(session, normalized)
+    return known[normalized]
+
+
+def _lookup(session: Session, normalized: str) -> PrincipalRef | None:
+    columns = select(Principal.id, Principal.address, Principal.display_name, Principal.kind)
+    row = session.execute(columns.where(Principal.address == normalized)).first()
+    if row is None:
+        owner = select(Alias.principal_id).where(Alias.address == normalized).scalar_subquery()
+        row = session.execute(columns.where(Principal.id == owner)).first()
+    if row is None:
+        return None
+    aliases = session.scalars(select(Alias.address).where(Alias.principal_id == row.id))
+    return PrincipalRef(row.id, row.address, row.display_name, Kind(row.kind), frozenset(aliases))

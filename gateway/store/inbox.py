@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gateway.core.model import Outcome
@@ -29,8 +29,8 @@ class InboxRecord:
 
 def record(session: Session, entry: InboxRecord, now: datetime) -> None:
     """Add one line to a principal's inbox."""
-    session.add(
-        InboxEntry(
+    session.execute(
+        insert(InboxEntry).values(
             principal_id=entry.principal_id,
             intake_id=entry.intake_id,
             received_at=now,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import LedgerEntry
@@ -26,4 +26,4 @@ def seen(session: Session, principal_id: int, print_: str) -> bool:
 
 def remember(session: Session, principal_id: int, print_: str, now: datetime) -> None:
     """Note that this message was handled for this principal."""
-    session.add(LedgerEntry(principal_id=principal_id, fingerprint=print_, created_at=now))
+    session.execute(insert(LedgerEntry).values(principal_id=principal_id, fingerprint=print_, created_at=now))

@@ -30,7 +30,7 @@ from gateway.core.ical import (
     version_of,
 )
 from gateway.core.itip.ordering import Order, compare
-from gateway.core.itip.types import ApplyResult, Instances, Recipient, Stored, assemble, copy_instances, unchanged
+from gateway.core.itip.types import ApplyResult, Instances, Recipient, Stored, assemble, copy_instances, own, unchanged
 from gateway.core.model import Outcome, PartStat
 
 
@@ -91,6 +91,7 @@ def apply_add(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyR
         added.add("RECURRENCE-ID", start)
         instances[key] = added
         if master is not None:
+            master = own(instances, MASTER)
             add_date_value(master, "RDATE", start)
             master["SEQUENCE"] = sequence_of(component)
         state = state.with_instance(MASTER, version_of(component))
@@ -130,20 +131,21 @@ def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
 
 
 def _cancel_all(instances: Instances, sequence: int) -> None:
-    for component in instances.values():
+    for key in list(instances):
+        component = own(instances, key)
         component["STATUS"] = "CANCELLED"
         component["SEQUENCE"] = max(sequence, sequence_of(component))
 
 
 def _cancel_instance(instances: Instances, key: str, cancel: Component) -> None:
-    master = instances.get(MASTER)
-    if master is None:
+    if MASTER not in instances:
         if key in instances:
-            instances[key]["STATUS"] = "CANCELLED"
+            own(instances, key)["STATUS"] = "CANCELLED"
         return
-    start = instance_start(master, key)
+    start = instance_start(instances[MASTER], key)
     if start is None:
         return
+    master = own(instances, MASTER)
     if is_this_and_future(cancel):
         _end_series_before(master, start)
         _drop_overrides(instances, after=key, older_than=None)

@@ -80,8 +80,15 @@ def unchanged(outcome: Outcome, stored: Stored, reason: str, detail: str = "") -
 
 
 def copy_instances(stored: Stored) -> Instances:
-    """The stored components by instance key, copied so that they may be changed."""
-    return {recurrence_key_of(c): copy_component(c) for c in stored.components}
+    """The stored components by instance key. They are shared with the stored object:
+    take ``own(instances, key)`` before changing one (copy on write)."""
+    return {recurrence_key_of(c): c for c in stored.components}
+
+
+def own(instances: Instances, key: str) -> Component:
+    """The component of an instance, copied into ``instances`` so that it may be changed."""
+    instances[key] = copy_component(instances[key])
+    return instances[key]
 
 
 def assemble(message: Calendar, stored: Stored, instances: Instances) -> Calendar:
@@ -93,7 +100,7 @@ def assemble(message: Calendar, stored: Stored, instances: Instances) -> Calenda
         for zone in timezones_of(source):
             zones[str(zone.get("TZID"))] = zone
     for zone in zones.values():
-        calendar.add_component(copy_component(zone))
+        calendar.add_component(zone)  # shared, never changed
     for key in sorted(instances):
         calendar.add_component(instances[key])
     return calendar
