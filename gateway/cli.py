@@ -18,6 +18,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
 from gateway.core.model import Kind, PartStat
 from gateway.service import events, receive
 from gateway.store import calendars, directory, inbox, intake, outbox
@@ -209,23 +210,7 @@ def calendar_export(context: Context, address: str, uid: str | None) -> None:
         texts = calendars.list_objects(session, context.principal(session, address).id, uid)
     if uid is not None and not texts:
         raise Exit(EX_DATAERR, f"{address} has no object {uid}")
-    click.echo(merge_calendars(texts), nl=False)
-
-
-def merge_calendars(texts: list[str]) -> str:
-    """Many stored VCALENDARs as one stream: one VCALENDAR, each VTIMEZONE once."""
-    from gateway.core.ical import new_calendar, parse_calendar, serialize_calendar
-
-    merged = new_calendar()
-    zones: set[str] = set()
-    for text in texts:
-        for component in parse_calendar(text).subcomponents:
-            if component.name == "VTIMEZONE":
-                if str(component.get("TZID")) in zones:
-                    continue
-                zones.add(str(component.get("TZID")))
-            merged.add_component(component)
-    return serialize_calendar(merged)
+    click.echo(serialize_calendar(merge_calendars(parse_calendar(t) for t in texts)), nl=False)
 
 
 @cli.command("inbox")

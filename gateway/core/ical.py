@@ -8,7 +8,9 @@ version, organizer, attendees", tolerating the ways real senders bend the format
 from __future__ import annotations
 
 import copy
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -74,11 +76,24 @@ def parse_calendar(text: str) -> Calendar:
 
 
 def _strip_stray_tzid_properties(text: str) -> str:
-    """Drop TZID properties that stand inside VEVENT/VTODO (only VTIMEZONE may have one)."""
+    """Drop what need not be parsed: TZID properties inside VEVENT/VTODO (Zoom; only VTIMEZONE
+    may have one) and VTIMEZONE blocks of IANA zones, which are used as the IANA database
+    defines them (INTEROP rule 15) and are written again when a calendar goes out."""
     out: list[str] = []
     stack: list[str] = []
+    zone: list[str] | None = None
     for line in text.split("\n"):
         upper = line.upper()
+        if zone is not None:
+            zone.append(line)
+            if upper.startswith("END:VTIMEZONE"):
+                if not _is_iana_zone_block(zone):
+                    out.extend(zone)
+                zone = None
+            continue
+        if upper.startswith("BEGIN:VTIMEZONE"):
+            zone = [line]
+            continue
         if upper.startswith("BEGIN:"):
             stack.append(upper[6:].strip())
         elif upper.startswith("END:") and stack:
@@ -86,7 +101,26 @@ def _strip_stray_tzid_properties(text: str) -> str:
         elif stack and stack[-1] in SCHEDULING_COMPONENTS and _TZID_PROP_IN_EVENT.match(upper):
             continue
         out.append(line)
+    if zone is not None:
+        out.extend(zone)
     return "\n".join(out)
+
+
+def _is_iana_zone_block(lines: list[str]) -> bool:
+    tzids = [line.split(":", 1)[1].strip() for line in lines if line.upper().startswith("TZID:")]
+    return len(tzids) == 1 and is_iana_zone(tzids[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def is_iana_zone(tzid: str) -> bool:
+    """True when a TZID names a zone of the IANA time zone database."""
+    if not tzid or "/" not in tzid and tzid.upper() != "UTC":
+        return False
+    try:
+        zoneinfo.ZoneInfo(tzid)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def serialize_calendar(calendar: Calendar) -> str:
@@ -125,6 +159,21 @@ def new_calendar(method: str | None = None) -> Calendar:
     if method:
         calendar.add("METHOD", method)
     return calendar
+
+
+def merge_calendars(calendars: Iterable[Calendar]) -> Calendar:
+    """Many calendars as one stream: each VTIMEZONE once, and one for every zone used."""
+    merged = new_calendar()
+    zones: set[str] = set()
+    for calendar in calendars:
+        for component in calendar.subcomponents:
+            if component.name == "VTIMEZONE":
+                if str(component.get("TZID")) in zones:
+                    continue
+                zones.add(str(component.get("TZID")))
+            merged.add_component(component)
+    merged.add_missing_timezones()
+    return merged
 
 
 def method_of(calendar: Calendar) -> str | None:

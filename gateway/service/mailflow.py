@@ -77,12 +77,8 @@ def _local_recipients(session: Session, row: IntakeMessage, readings: list[ItipM
     addresses = list(row.recipients) or sorted(
         {a for r in readings if isinstance(r, ItipMessage) for a in r.participants}
     )
-    found: dict[int, PrincipalRef] = {}
-    for address in addresses:
-        principal = directory.resolve(session, address)
-        if principal is not None:
-            found.setdefault(principal.id, principal)
-    return list(found.values())
+    found = directory.resolve_many(session, addresses)
+    return list({p.id: p for p in found.values() if p is not None}.values())
 
 
 def _sender(row: IntakeMessage, mail: ParsedMail) -> str:
@@ -92,8 +88,7 @@ def _sender(row: IntakeMessage, mail: ParsedMail) -> str:
 def _apply_one(
     session: Session, row: IntakeMessage, mail: ParsedMail, principal: PrincipalRef, message: ItipMessage, now: datetime
 ) -> None:
-    fingerprint = ledger.fingerprint(message.method.value, message.text)
-    if ledger.seen(session, principal.id, fingerprint):
+    if not ledger.claim(session, principal.id, ledger.fingerprint(message.method.value, message.text), now):
         line = PartProblem(Outcome.DUPLICATE, "already-processed", method=message.method.value, uid=message.uid)
         _record(session, row, mail, principal, line, now)
         return
@@ -108,7 +103,6 @@ def _apply_one(
         ),
         now,
     )
-    ledger.remember(session, principal.id, fingerprint, now)
     if result.messages and not mail.is_noise:
         deliver(session, result.messages, now)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,28 +87,34 @@ def list_principals(session: Session) -> list[PrincipalRef]:
 
 
 def resolve(session: Session, address: str) -> PrincipalRef | None:
-    """The local principal an address (primary or alias, any case, with or without mailto:) reaches.
+    """The local principal an address (primary or alias, any case, with or without mailto:) reaches."""
+    return resolve_many(session, [address]).get(normalize_address(address) or "")
+
+
+def resolve_many(session: Session, addresses: Iterable[str]) -> dict[str, PrincipalRef | None]:
+    """The local principals that addresses reach, by normalized address, in as few queries as possible.
 
     Answers are remembered for the rest of the transaction (a message names the same
     people many times); adding or removing a principal forgets them.
     """
-    normalized = normalize_address(address)
-    if normalized is None:
-        return None
     known: dict[str, PrincipalRef | None] = session.info.setdefault(_CACHE, {})
-    if normalized not in known:
+    wanted = {a for a in (normalize_address(x) for x in addresses) if a}
+    missing = wanted - known.keys()
+    if missing:
         with session.no_autoflush:
-            known[normalized] = _lookup(session, normalized)
-    return known[normalized]
+            known.update(_lookup(session, missing))
+    return {a: known[a] for a in wanted}
 
 
-def _lookup(session: Session, normalized: str) -> PrincipalRef | None:
-    columns = select(Principal.id, Principal.address, Principal.display_name, Principal.kind)
-    row = session.execute(columns.where(Principal.address == normalized)).first()
-    if row is None:
-        owner = select(Alias.principal_id).where(Alias.address == normalized).scalar_subquery()
-        row = session.execute(columns.where(Principal.id == owner)).first()
-    if row is None:
-        return None
-    aliases = session.scalars(select(Alias.address).where(Alias.principal_id == row.id))
-    return PrincipalRef(row.id, row.address, row.display_name, Kind(row.kind), frozenset(aliases))
+def _lookup(session: Session, addresses: set[str]) -> dict[str, PrincipalRef | None]:
+    alias_rows = session.execute(select(Alias.address, Alias.principal_id).where(Alias.address.in_(addresses))).all()
+    owners: dict[str, int] = {row.address: row.principal_id for row in alias_rows}
+    by_primary = Principal.address.in_(addresses)
+    query = select(Principal.id, Principal.address, Principal.display_name, Principal.kind)
+    rows = session.execute(query.where(by_primary | Principal.id.in_(owners.values()) if owners else by_primary)).all()
+    aliases: dict[int, set[str]] = {row.id: set() for row in rows}
+    for alias, owner in session.execute(select(Alias.address, Alias.principal_id).where(Alias.principal_id.in_(aliases))):
+        aliases[owner].add(alias)
+    refs = {row.id: PrincipalRef(row.id, row.address, row.display_name, Kind(row.kind), frozenset(aliases[row.id])) for row in rows}
+    by_address = {ref.address: ref for ref in refs.values()}
+    return {a: by_address.get(a) or refs.get(owners.get(a, -1)) for a in addresses}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import LedgerEntry
@@ -18,12 +19,18 @@ def fingerprint(method: str, calendar_text: str) -> str:
     return hashlib.sha256(f"{method}\n{lines}".encode()).hexdigest()
 
 
-def seen(session: Session, principal_id: int, print_: str) -> bool:
-    """True when this message was already handled for this principal."""
-    query = select(LedgerEntry.id).where(LedgerEntry.principal_id == principal_id, LedgerEntry.fingerprint == print_)
-    return session.scalars(query).first() is not None
+def claim(session: Session, principal_id: int, print_: str, now: datetime) -> bool:
+    """Note that this message is handled for this principal; False when it already was.
 
-
-def remember(session: Session, principal_id: int, print_: str, now: datetime) -> None:
-    """Note that this message was handled for this principal."""
-    session.execute(insert(LedgerEntry).values(principal_id=principal_id, fingerprint=print_, created_at=now))
+    One statement: an insert that does nothing on a known fingerprint. The caller's
+    transaction (or savepoint) undoes the claim if handling the message fails.
+    """
+    dialect = session.get_bind().dialect.name
+    values = {"principal_id": principal_id, "fingerprint": print_, "created_at": now}
+    if dialect == "postgresql":
+        statement = postgresql.insert(LedgerEntry).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(LedgerEntry).values(**values).on_conflict_do_nothing()
+    else:
+        statement = insert(LedgerEntry).values(**values)
+    return session.execute(statement.returning(LedgerEntry.id)).first() is not None
