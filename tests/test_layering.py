@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,12 @@ def test_core_module_reads_no_clock_and_opens_nothing(path: Path) -> None:
 def test_the_check_catches_a_forbidden_import() -> None:
     tree = ast.parse("import sqlalchemy.orm\nfrom gateway.store import db\nfrom gateway.core import ical\n")
     assert {m for m in _imported(tree) if _is_forbidden(m)} == {"sqlalchemy.orm", "gateway.store"}
+
+
+def test_core_passes_strict_type_checking() -> None:
+    """pyproject.toml makes mypy strict for gateway.core; the core must stay clean."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", str(CORE)],
+        capture_output=True, text=True, cwd=CORE.parent.parent, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from icalendar import Calendar
 
-from gateway.core.addresses import normalize_address
 from gateway.core.ical import CalendarError, attendees_of, components_of, method_of, organizer_of, parse_calendar, uid_of
 from gateway.core.itip.validate import ItipError, resolve_method, validate_itip
 from gateway.core.mail import CalendarPart
@@ -71,7 +70,3 @@ def read_itip(part: CalendarPart) -> ItipMessage | PartProblem:
         calendar["METHOD"] = method.value
     return ItipMessage(method, uid, calendar, part.text, note or "")
 
-
-def addressed_to(message: ItipMessage, address: str) -> bool:
-    """True when an address is one the message names (helps route mail without envelope)."""
-    return normalize_address(address) in message.participants
