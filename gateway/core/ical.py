@@ -20,6 +20,7 @@ from icalendar import Calendar, Component, vCalAddress, vDDDTypes
 from icalendar.prop import vRecur
 
 from gateway.core.addresses import normalize_address
+from gateway.core.model import NamedError
 
 SCHEDULING_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
 MAX_SEQUENCE = 2**31 - 1  # RFC 5545 INTEGER is a signed 32-bit value
@@ -29,13 +30,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TZID_PROP_IN_EVENT = re.compile(r"^TZID[:;].*$", re.MULTILINE)
 
 
-class CalendarError(Exception):
-    """iCalendar text that cannot be read at all; ``reason`` is a kebab-case name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class CalendarError(NamedError):
+    """iCalendar text that cannot be read at all."""
 
 
 @dataclass(frozen=True, order=True)
@@ -369,7 +365,7 @@ def duration_of(component: Component) -> timedelta:
         end = dt_value(component.get(name))
         if start is not None and isinstance(end, (datetime, date)):
             try:
-                return end - start  # type: ignore[operator]
+                return end - start
             except TypeError:
                 return timedelta(0)
     value = dt_value(component.get("DURATION"))

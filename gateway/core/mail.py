@@ -23,6 +23,7 @@ from email.utils import collapse_rfc2231_value, getaddresses
 from typing import Any
 
 from gateway.core.addresses import normalize_address
+from gateway.core.model import NamedError
 
 TOO_MANY_PARTS = "mime-too-many-parts"
 TOO_DEEP = "mime-too-deep"
@@ -58,13 +59,8 @@ _BOUNCE_SUBJECT = re.compile(
 )
 
 
-class MailError(Exception):
-    """A message the gateway refuses to read at all (permanent); ``reason`` is kebab-case."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class MailError(NamedError):
+    """A message the gateway refuses to read at all (permanent)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,15 @@ from enum import StrEnum
 from icalendar import Calendar
 
 
+class NamedError(Exception):
+    """A permanent problem, named: ``reason`` is the kebab-case name that logs and inbox lines show."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class Method(StrEnum):
     """iTIP methods (RFC 5546 §1.4)."""
 

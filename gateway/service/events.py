@@ -33,18 +33,14 @@ from gateway.core.ical import (
 )
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
-from gateway.core.model import OutgoingMessage, PartStat
+from gateway.core.model import NamedError, OutgoingMessage, PartStat
 from gateway.service.delivery import Applied, deliver
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef
 
 
-class EventError(Exception):
-    """A change a principal asked for that cannot be made; ``reason`` is kebab-case."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+class EventError(NamedError):
+    """A change a principal asked for that cannot be made."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ def _commit(
     try:
         plan = plan_itip(old.calendar, new, address, now, comment=comment)
     except PlanError as error:
-        raise EventError(error.reason, str(error)) from error
+        raise EventError(error.reason, error.detail) from error
     calendars.save_object(session, actor.id, uid, Stored(plan.stored, old.state), now)
     applied = deliver(session, plan.messages, now)
     return Change(uid, plan.messages, tuple(applied))

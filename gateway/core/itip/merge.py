@@ -7,7 +7,7 @@ that arrives after a newer master changes nothing (INTEROP rules 13–14).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 
 from icalendar import Calendar, Component
@@ -48,57 +48,34 @@ def apply_publish(message: Calendar, stored: Stored, recipient: Recipient) -> Ap
 
 
 def _merge(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
-    instances = copy_instances(stored)
-    state = stored.state
-    applied: list[str] = []
-    seen: list[Order] = []
-    for component in components_of(message):
-        key = recurrence_key_of(component)
-        order = compare(version_of(component), stored.state.organizer_version(key))
-        seen.append(order)
-        if order is not Order.NEWER:
-            continue
+    def merge(instances: Instances, key: str, component: Component) -> None:
         previous = instances.get(key) or instances.get(MASTER)
         instances[key] = _keep_own_answer(copy_component(component), previous, recipient)
-        state = state.with_instance(key, version_of(component))
-        applied.append(key)
         if is_this_and_future(component):
             _drop_overrides(instances, after=key, older_than=sequence_of(component))
-    if not applied:
-        return unchanged(_outcome_of(seen), stored, "")
-    if MASTER in applied:
-        _drop_superseded_overrides(instances, keep=applied)
-    return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
+
+    parts = [(recurrence_key_of(c), recurrence_key_of(c), c) for c in components_of(message)]
+    return _apply_newer(message, stored, parts, merge, after=_drop_superseded_overrides)
 
 
 def apply_add(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
-    """New instances of a recurring object (RFC 5546 §3.2.4), added as RDATEs with overrides."""
-    instances = copy_instances(stored)
-    master = instances.get(MASTER)
-    state = stored.state
-    applied = False
-    seen: list[Order] = []
-    for component in components_of(message):
+    """New instances of a recurring object (RFC 5546 §3.2.4), added as RDATEs with overrides.
+
+    An ADD is versioned against the whole object: it changes the series.
+    """
+    def add(instances: Instances, key: str, component: Component) -> None:
         start = start_of(component)
-        if start is None:
-            continue
-        key = instance_key(start)
-        order = compare(version_of(component), stored.state.organizer_version(MASTER))
-        seen.append(order)
-        if order is not Order.NEWER:
-            continue
+        assert start is not None
         added = _keep_own_answer(copy_component(component), instances.get(key), recipient)
         added.add("RECURRENCE-ID", start)
         instances[key] = added
-        if master is not None:
+        if MASTER in instances:
             master = own(instances, MASTER)
             add_date_value(master, "RDATE", start)
             master["SEQUENCE"] = sequence_of(component)
-        state = state.with_instance(MASTER, version_of(component))
-        applied = True
-    if not applied:
-        return unchanged(_outcome_of(seen), stored, "")
-    return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
+
+    parts = [(instance_key(start), MASTER, c) for c in components_of(message) if (start := start_of(c)) is not None]
+    return _apply_newer(message, stored, parts, add)
 
 
 def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
@@ -109,24 +86,44 @@ def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
     """
     if not stored.components:
         return unchanged(Outcome.NOT_FOUND, stored, "unknown-object")
-    instances = copy_instances(stored)
-    state = stored.state
-    applied = False
-    seen: list[Order] = []
-    for component in components_of(message):
-        key = recurrence_key_of(component)
-        order = compare(version_of(component), stored.state.organizer_version(key))
-        seen.append(order)
-        if order is not Order.NEWER:
-            continue
+
+    def cancel(instances: Instances, key: str, component: Component) -> None:
         if key == MASTER:
             _cancel_all(instances, sequence_of(component))
         else:
             _cancel_instance(instances, key, component)
-        state = state.with_instance(key, version_of(component))
-        applied = True
+
+    parts = [(recurrence_key_of(c), recurrence_key_of(c), c) for c in components_of(message)]
+    return _apply_newer(message, stored, parts, cancel)
+
+
+Change = Callable[[Instances, str, Component], None]
+
+
+def _apply_newer(
+    message: Calendar,
+    stored: Stored,
+    parts: Iterable[tuple[str, str, Component]],
+    change: Change,
+    after: Callable[[Instances, list[str]], None] | None = None,
+) -> ApplyResult:
+    """Apply each part (instance key, key it is versioned under, component) that is newer
+    than what was applied before the message; stale or duplicate when none is."""
+    instances = copy_instances(stored)
+    state = stored.state
+    applied: list[str] = []
+    seen: list[Order] = []
+    for key, versioned_as, component in parts:
+        order = compare(version_of(component), stored.state.organizer_version(versioned_as))
+        seen.append(order)
+        if order is Order.NEWER:
+            change(instances, key, component)
+            state = state.with_instance(versioned_as, version_of(component))
+            applied.append(key)
     if not applied:
         return unchanged(_outcome_of(seen), stored, "")
+    if after is not None:
+        after(instances, applied)
     return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
 
 
@@ -186,6 +183,8 @@ def _drop_overrides(instances: Instances, *, after: str, older_than: int | None)
 def _drop_superseded_overrides(instances: Instances, keep: Iterable[str]) -> None:
     """After a master update, drop overrides older than it (the update was the whole object)
     and overrides of instances that the master now excludes."""
+    if MASTER not in keep:
+        return
     master = instances[MASTER]
     excluded = {instance_key(d) for d in date_values(master, "EXDATE")}
     sequence = sequence_of(master)

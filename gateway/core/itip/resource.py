@@ -30,6 +30,7 @@ from gateway.core.ical import (
     start_of,
     uid_of,
 )
+from gateway.core.model import NamedError
 
 # RFC 6638 §7.1-7.3: CalDAV-internal parameters, never sent in a scheduling message.
 SCHEDULE_AGENT = "SCHEDULE-AGENT"
@@ -40,13 +41,8 @@ _ADDRESS_PROPERTIES = ("ORGANIZER", "ATTENDEE")
 _RECURRENCE_PROPERTIES = ("RRULE", "RDATE", "EXDATE", "EXRULE")
 
 
-class PlanError(Exception):
-    """A change that cannot be scheduled; ``reason`` is a kebab-case name for logs and replies."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class PlanError(NamedError):
+    """A change that cannot be scheduled."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from icalendar import Calendar, Component
 
 from gateway.core.ical import attendee_properties, components_of, dt_value, recurrence_key_of, uid_of
-from gateway.core.model import Method
+from gateway.core.model import Method, NamedError
 
 MAX_COMPONENTS = 1000  # scheduling components in one message
 MAX_ATTENDEES = 5000  # ATTENDEE properties in one component
@@ -24,13 +24,12 @@ MAX_ATTENDEES = 5000  # ATTENDEE properties in one component
 VEVENT, VTODO, VJOURNAL, VFREEBUSY = "VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY"
 
 
-class ItipError(Exception):
-    """An iTIP message that breaks a rule; ``rule`` is a kebab-case name like 'reply-needs-exactly-one-attendee'."""
+class ItipError(NamedError):
+    """An iTIP message that breaks a rule of RFC 5546 §3; ``rule`` names it."""
 
-    def __init__(self, rule: str, detail: str = "") -> None:
-        super().__init__(f"{rule}: {detail}" if detail else rule)
-        self.rule = rule
-        self.detail = detail
+    @property
+    def rule(self) -> str:
+        return self.reason
 
 
 @dataclass(frozen=True)
