@@ -7,7 +7,7 @@ from datetime import datetime
 
 from icalendar import Calendar
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.ical import organizer_of, parse_calendar, sequence_of, serialize_calendar
@@ -48,10 +48,18 @@ class _ParsedCache:
 _parsed = _ParsedCache(PARSED_CACHE_SIZE)
 
 
+_TABLE = CalendarObject.__table__
+_SELECT = select(_TABLE.c.id, _TABLE.c.ical, _TABLE.c.state).where(
+    _TABLE.c.principal_id == bindparam("principal_id"), _TABLE.c.uid == bindparam("uid")
+)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
+_UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+_DELETE = delete(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+
+
 def load_object(session: Session, principal_id: int, uid: str) -> Stored:
     """The principal's copy of a UID with its applied versions (empty when it has none)."""
-    query = select(CalendarObject.id, CalendarObject.ical, CalendarObject.state)
-    row = session.execute(query.where(CalendarObject.principal_id == principal_id, CalendarObject.uid == uid)).first()
+    row = session.execute(_SELECT, {"principal_id": principal_id, "uid": uid}).first()
     ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
     ids[(principal_id, uid)] = row.id if row is not None else None
     if row is None:
@@ -68,7 +76,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
     components = stored.components
     if stored.calendar is None or not components:
         if row_id is not None:
-            session.execute(delete(CalendarObject).where(CalendarObject.id == row_id))
+            session.execute(_DELETE, {"row_id": row_id})
             ids[(principal_id, uid)] = None
         return
     text = serialize_calendar(stored.calendar)
@@ -82,10 +90,10 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         "updated_at": now,
     }
     if row_id is None:
-        result = session.execute(insert(CalendarObject).values(principal_id=principal_id, uid=uid, **values))
-        ids[(principal_id, uid)] = result.inserted_primary_key[0]
+        inserted = session.execute(_INSERT, {"principal_id": principal_id, "uid": uid, **values})
+        ids[(principal_id, uid)] = inserted.scalar_one()
     else:
-        session.execute(update(CalendarObject).where(CalendarObject.id == row_id).values(**values))
+        session.execute(_UPDATE, {"row_id": row_id, **values})
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,18 +18,19 @@ def fingerprint(method: str, calendar_text: str) -> str:
     return hashlib.sha256(f"{method}\n{lines}".encode()).hexdigest()
 
 
+_TABLE = LedgerEntry.__table__
+_CLAIM = {
+    "postgresql": postgresql.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id),
+    "sqlite": sqlite.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id),
+}
+
+
 def claim(session: Session, principal_id: int, print_: str, now: datetime) -> bool:
     """Note that this message is handled for this principal; False when it already was.
 
     One statement: an insert that does nothing on a known fingerprint. The caller's
     transaction (or savepoint) undoes the claim if handling the message fails.
     """
-    dialect = session.get_bind().dialect.name
+    statement = _CLAIM[session.get_bind().dialect.name]
     values = {"principal_id": principal_id, "fingerprint": print_, "created_at": now}
-    if dialect == "postgresql":
-        statement = postgresql.insert(LedgerEntry).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(LedgerEntry).values(**values).on_conflict_do_nothing()
-    else:
-        statement = insert(LedgerEntry).values(**values)
-    return session.execute(statement.returning(LedgerEntry.id)).first() is not None
+    return session.execute(statement, values).first() is not None
