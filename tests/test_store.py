@@ -1,0 +1,68 @@
+"""The store: durable SQLite settings, migrations that match the models, the parsed-object cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from gateway.core.ical import parse_calendar
+from gateway.core.itip.types import Stored
+from gateway.core.model import Kind
+from gateway.store import calendars, directory
+from gateway.store.db import Database
+from gateway.store.schema import Base
+from tests.conftest import NOW
+
+
+def test_sqlite_commits_are_durable_wal_with_full_sync(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migrations_create_exactly_the_schema_of_the_models(db: Database) -> None:
+    with db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert db.is_current()
+
+
+def test_an_empty_database_gets_its_schema_and_an_outdated_one_is_refused(database_url: str) -> None:
+    db = Database(database_url)
+    assert db.is_empty()
+    db.ensure_schema()
+    assert db.is_current() and not db.is_empty()
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    try:
+        db.ensure_schema()
+    except Exception as error:
+        assert "reefknot db upgrade" in str(error)
+    else:
+        raise AssertionError("an outdated schema was accepted")
+    finally:
+        db.dispose()
+
+
+def test_a_stored_object_reads_back_equal_and_removing_all_components_deletes_it(db: Database) -> None:
+    text_ = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//T//T//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\n"
+        "DTSTAMP:20260601T080000Z\r\nDTSTART;TZID=Europe/Berlin:20260701T100000\r\nSUMMARY:Ünïcödé ✓\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with db.transaction() as session:
+        alice = directory.add_principal(session, "alice@foo.example", NOW, kind=Kind.INDIVIDUAL)
+        calendars.save_object(session, alice.id, "u1", Stored(parse_calendar(text_)), NOW)
+    with db.transaction() as session:
+        stored = calendars.load_object(session, alice.id, "u1")
+        assert stored.calendar is not None
+        assert str(stored.components[0]["SUMMARY"]) == "Ünïcödé ✓"
+        calendars.save_object(session, alice.id, "u1", Stored(None, stored.state), NOW)
+    with db.transaction() as session:
+        assert calendars.load_object(session, alice.id, "u1").calendar is None
+        assert calendars.list_objects(session, alice.id) == []
