@@ -1,11 +1,13 @@
 """The ``reefknot`` command: argument parsing and output only; the work is in ``gateway.service``.
 
-Exit codes follow sysexits(3): 0 done, 64 usage, 65 bad input data, 75 try again
-later (EX_TEMPFAIL, what an MTA pipe transport retries), 78 configuration.
+Exit codes follow sysexits(3): 0 done, 64 usage, 65 bad input data, 71 cannot listen
+(EX_OSERR), 75 try again later (EX_TEMPFAIL, what an MTA pipe transport retries),
+78 configuration.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -20,14 +22,14 @@ from sqlalchemy.exc import OperationalError
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
 from gateway.core.model import Kind, PartStat
-from gateway.service import events, receive
+from gateway.service import events, outbound, receive
 from gateway.store import calendars, directory, inbox, intake, outbox
 from gateway.store.db import Database, SchemaOutdated
 from gateway.store.directory import DirectoryError, PrincipalRef
 from gateway.store.intake import Envelope, IntakeNotFound, IntakeState
-from gateway.store.outbox import OutboxNotFound
+from gateway.store.outbox import OutboxNotFound, OutboxState
 
-EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 64, 65, 75, 78
+EX_USAGE, EX_DATAERR, EX_OSERR, EX_TEMPFAIL, EX_CONFIG = 64, 65, 71, 75, 78
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -146,6 +148,26 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
         raise Exit(EX_TEMPFAIL, f"temporary failure: {type(error).__name__}: {error}") from error
     reason = f" ({receipt.reason})" if receipt.reason else ""
     click.echo(f"intake {receipt.intake_id}: {receipt.state.value}{reason}")
+
+
+@cli.command()
+@pass_context
+@guarded
+def serve(context: Context) -> None:
+    """Run the SMTP/LMTP listeners, the IMAP pollers and the processors until SIGTERM."""
+    from gateway.daemon import ServeError, run_daemon
+
+    logging.getLogger().setLevel(logging.INFO)  # a daemon logs its state changes
+    for noisy in ("mail.log", "alembic"):  # aiosmtpd logs every SMTP command, alembic its setup
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        code = run_daemon(context.config, context.config_path)
+    except SchemaOutdated as error:
+        raise Exit(EX_CONFIG, str(error)) from error
+    except ServeError as error:
+        raise Exit(EX_OSERR, f"cannot serve: {error}") from error
+    if code:
+        raise Exit(code, "stopped with an error")
 
 
 @cli.group()
@@ -297,7 +319,7 @@ def event_reply(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def outbox_group(ctx: click.Context, as_json: bool) -> None:
-    """The outbound queue (list; retry, drop)."""
+    """The outbound queue (list; retry, drop, flush)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(outbox_list, as_json=as_json)
 
@@ -306,10 +328,12 @@ def outbox_group(ctx: click.Context, as_json: bool) -> None:
 @guarded
 def outbox_list(context: Context, as_json: bool) -> None:
     with context.database().transaction() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": m.id, "method": m.method, "uid": m.uid, "sender": m.sender, "recipients": [m.recipient],
-                "state": m.state, "attempts": m.attempts, "next_attempt_at": m.next_attempt_at.isoformat(),
+                "state": m.state, "attempts": m.attempts, "created_at": m.created_at.isoformat(),
+                "next_attempt_at": m.next_attempt_at.isoformat(),
+                "finished_at": m.finished_at.isoformat() if m.finished_at else None,
                 "last_error": m.last_error, "message_id": m.message_id,
             }
             for m in outbox.list_messages(session)
@@ -324,9 +348,13 @@ def outbox_list(context: Context, as_json: bool) -> None:
 @pass_context
 @guarded
 def outbox_retry(context: Context, outbox_id: int) -> None:
-    """Make a message due now."""
+    """Make a queued, failed or dropped message due now, its backoff started afresh.
+
+    Its lifetime still counts from when it was queued: past it, it gets one more attempt.
+    """
+    states = (OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DROPPED)
     with context.database().transaction() as session:
-        outbox.retry(outbox.get(session, outbox_id), utcnow())
+        outbox.retry(outbox.get(session, outbox_id, states=states), utcnow())
     click.echo(f"outbox {outbox_id}: queued")
 
 
@@ -335,10 +363,39 @@ def outbox_retry(context: Context, outbox_id: int) -> None:
 @pass_context
 @guarded
 def outbox_drop(context: Context, outbox_id: int) -> None:
-    """Give up on a message."""
+    """Give up on a queued or failed message; the organizer's copy of a queued one says 5.1."""
     with context.database().transaction() as session:
-        outbox.drop(outbox.get(session, outbox_id))
+        row = outbox.get(session, outbox_id, states=(OutboxState.QUEUED, OutboxState.FAILED))
+        outbound.drop_message(session, row, utcnow())
     click.echo(f"outbox {outbox_id}: dropped")
+
+
+@outbox_group.command("flush")
+@pass_context
+@guarded
+def outbox_flush(context: Context) -> None:
+    """Send every message that is due now, once each, and say what became of it."""
+    from gateway.edges.sender import Sender
+
+    config = context.config
+    try:
+        sender = Sender(config, context.database(), outbound.composer_for(config))
+    except (ConfigError, outbound.ComposerUnavailable) as error:
+        raise Exit(EX_CONFIG, str(error)) from error
+    results = asyncio.run(sender.flush())
+    for result in results:
+        click.echo(_send_line(result))
+    if not results:
+        click.echo("nothing is due")
+
+
+def _send_line(result: outbound.SendResult) -> str:
+    line = f"outbox {result.outbox_id}: {result.state.value} {result.recipient}"
+    if result.next_attempt_at is not None:
+        line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
+    if result.schedule_status is not None:
+        line += f", SCHEDULE-STATUS {result.schedule_status.value}"
+    return f"{line} ({result.detail})" if result.detail else line
 
 
 @cli.group("quarantine", invoke_without_command=True)

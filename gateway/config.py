@@ -7,9 +7,11 @@ SMTP on 127.0.0.1:10025, LMTP on 127.0.0.1:10024, HTTP on 127.0.0.1:8025).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import shlex
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +44,177 @@ class Listener:
         return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
 
 
+IMAP_SECURITY = ("tls", "starttls", "none")
+IMAP_CREDENTIALS = ("password_file", "password_command", "xoauth2_token_command")
+MAX_IDLE_TIMEOUT = 600.0  # NAT gateways drop silent connections; RFC 2177 allows up to 29 min
+
+
 @dataclass(frozen=True)
 class ImapAccount:
+    """One ``[[imap]]`` mailbox to poll; exactly one of the three credential settings is set.
+
+    A command is a list of arguments, or a string split like a shell would (no shell
+    runs); its standard output, stripped, is the password or the OAuth2 access token.
+    """
+
     host: str
     username: str
     password_file: str = ""
+    password_command: tuple[str, ...] = ()
+    xoauth2_token_command: tuple[str, ...] = ()
     port: int = 993
-    security: str = "tls"  # tls, starttls or none
+    security: str = "tls"  # tls (implicit, port 993), starttls or none (port 143)
+    ca_file: str = ""
     folder: str = "INBOX"
     processed_folder: str = "Calendar/Processed"
+    idle_timeout: float = MAX_IDLE_TIMEOUT
+    poll_interval: float = 60.0  # for servers without IDLE
+    recipients: tuple[str, ...] = ()  # fixed envelope recipients; none: the local principals the mail names
+
+    @classmethod
+    def from_toml(cls, entry: dict[str, Any], setting: str = "[[imap]]") -> ImapAccount:
+        values = dict(entry)
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{setting}: unknown setting {', '.join(unknown)}")
+        for name in ("password_command", "xoauth2_token_command"):
+            if name in values:
+                values[name] = _command(values[name], f"{setting} {name}")
+        if "recipients" in values:
+            values["recipients"] = tuple(str(a) for a in values["recipients"])
+        security = str(values.get("security", "tls"))
+        if security not in IMAP_SECURITY:
+            raise ConfigError(f"{setting} security: {security!r} is not one of {', '.join(IMAP_SECURITY)}")
+        values.setdefault("port", 993 if security == "tls" else 143)
+        account = cls(**values)
+        account.validate(setting)
+        return account
+
+    def validate(self, setting: str) -> None:
+        if not self.host or not self.username:
+            raise ConfigError(f"{setting}: host and username are required")
+        given = [name for name in IMAP_CREDENTIALS if getattr(self, name)]
+        if len(given) != 1:
+            raise ConfigError(f"{setting} {self.username}: set exactly one of {', '.join(IMAP_CREDENTIALS)}")
+        if not 0 < self.idle_timeout <= MAX_IDLE_TIMEOUT:
+            raise ConfigError(f"{setting} idle_timeout: must be more than 0 and at most {MAX_IDLE_TIMEOUT:g} s")
+        if self.poll_interval <= 0:
+            raise ConfigError(f"{setting} poll_interval: must be more than 0 s")
+        if not self.processed_folder or self.processed_folder == self.folder:
+            raise ConfigError(f"{setting} processed_folder: must be set and differ from folder")
+
+    @property
+    def name(self) -> str:
+        """The mailbox as logs name it."""
+        return f"imap://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def _command(value: Any, setting: str) -> tuple[str, ...]:
+    words = shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+    if not words:
+        raise ConfigError(f"{setting}: empty command")
+    return tuple(words)
+
+
+INTAKE_MODES = ("transport", "copy")
+INTAKE_SETTINGS = ("listen", "mode", "max_message_size", "tls_cert", "tls_key", "allowed_networks", "hostname")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class IntakeOptions:
+    """How an SMTP or LMTP listener treats its clients (``[smtp]``/``[lmtp]`` besides ``listen``).
+
+    ``mode``: ``transport`` (Reefknot is the MTA's transport for local principals and
+    refuses unknown recipients with 550 5.1.1) or ``copy`` (the MTA sends Reefknot a copy
+    of calendar mail; every recipient is accepted). ``allowed_networks``: the client
+    networks that may connect; empty, anyone who reaches the port.
+    """
+
+    mode: str = "transport"
+    max_message_size: int = 25 * 2**20
+    tls_cert: str = ""
+    tls_key: str = ""
+    allowed_networks: tuple[Network, ...] = ()
+    hostname: str = ""  # in the greeting; empty: this machine's host name
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any], setting: str) -> IntakeOptions:
+        unknown = sorted(set(section) - set(INTAKE_SETTINGS))
+        if unknown:
+            raise ConfigError(f"{setting}: unknown setting {', '.join(unknown)}")
+        mode = str(section.get("mode", cls.mode))
+        if mode not in INTAKE_MODES:
+            raise ConfigError(f"{setting} mode: {mode!r} is not one of {', '.join(INTAKE_MODES)}")
+        size = section.get("max_message_size", cls.max_message_size)
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ConfigError(f"{setting} max_message_size: {size!r} is not a positive number of bytes")
+        cert, key = str(section.get("tls_cert", "")), str(section.get("tls_key", ""))
+        if bool(cert) != bool(key):
+            raise ConfigError(f"{setting}: tls_cert and tls_key go together")
+        networks = _networks(section.get("allowed_networks", []), setting)
+        return cls(mode, size, cert, key, networks, str(section.get("hostname", "")))
+
+
+def _workers(section: dict[str, Any]) -> int:
+    workers = section.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
+        raise ConfigError(f"[processing] workers: {workers!r} is not a number from 0 to 64")
+    return workers
+
+
+def _networks(values: Any, setting: str) -> tuple[Network, ...]:
+    values = [values] if isinstance(values, str) else values
+    try:
+        return tuple(ipaddress.ip_network(str(v), strict=False) for v in values)
+    except ValueError as error:
+        raise ConfigError(f"{setting} allowed_networks: {error}") from error
+
+
+OUTBOUND_SETTINGS = (
+    "starttls", "ca_file", "username", "password_file", "timeout", "lifetime", "retry_min", "retry_max",
+)
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class OutboundOptions:
+    """How the sender talks to ``[outbound] smarthost`` and how long it keeps trying (seconds).
+
+    ``starttls``: require STARTTLS, the certificate checked against ``ca_file`` (else the
+    system's CAs); without it the connection stays in clear text. ``username`` with
+    ``password_file``: AUTH after STARTTLS. A message refused with 4xx (or not handed over
+    at all) is tried again after ``retry_min``, then after twice as long each time up to
+    ``retry_max``, until it is ``lifetime`` old (Postfix: 5 min to ~1 h, 5 days).
+    """
+
+    starttls: bool = False
+    ca_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    timeout: float = 60.0  # for each SMTP command
+    lifetime: float = 5 * DAY
+    retry_min: float = 300.0
+    retry_max: float = 3600.0
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any], setting: str = "[outbound]") -> OutboundOptions:
+        values = {name: section[name] for name in OUTBOUND_SETTINGS if name in section}
+        if not isinstance(values.get("starttls", False), bool):
+            raise ConfigError(f"{setting} starttls: must be true or false")
+        for name in ("timeout", "lifetime", "retry_min", "retry_max"):
+            value = values.get(name, getattr(cls, name))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{setting} {name}: {value!r} is not a positive number of seconds")
+            values[name] = float(value)
+        for name in ("ca_file", "username", "password_file"):
+            values[name] = str(values.get(name, ""))
+        options = cls(**values)
+        if options.retry_min > options.retry_max:
+            raise ConfigError(f"{setting}: retry_min must not exceed retry_max")
+        if bool(options.username) != bool(options.password_file):
+            raise ConfigError(f"{setting}: username and password_file go together")
+        return options
 
 
 @dataclass(frozen=True)
@@ -65,9 +229,13 @@ class Config:
     database_url: str = "sqlite:///reefknot.db"
     smtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10025),)
     lmtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10024),)
+    smtp_options: IntakeOptions = IntakeOptions()
+    lmtp_options: IntakeOptions = IntakeOptions()
+    processing_workers: int = 1  # [processing] workers; 0: this process only takes mail in
     imap: tuple[ImapAccount, ...] = ()
     smarthost: Listener = Listener("127.0.0.1", 25)
     reply_domain: str = ""
+    outbound: OutboundOptions = OutboundOptions()
     dkim: DkimKey | None = None
     http: Listener = Listener("127.0.0.1", 8025)
     public_url: str = ""
@@ -133,9 +301,13 @@ def _from_toml(data: dict[str, Any], source: str) -> Config:
         database_url=str(database.get("url", defaults.database_url)),
         smtp=_listeners(data, "smtp", defaults.smtp),
         lmtp=_listeners(data, "lmtp", defaults.lmtp),
-        imap=tuple(ImapAccount(**entry) for entry in imap),
+        smtp_options=IntakeOptions.from_toml(_section(data, "smtp"), "[smtp]"),
+        lmtp_options=IntakeOptions.from_toml(_section(data, "lmtp"), "[lmtp]"),
+        processing_workers=_workers(_section(data, "processing")),
+        imap=tuple(ImapAccount.from_toml(entry, f"[[imap]] #{n}") for n, entry in enumerate(imap, 1)),
         smarthost=Listener.parse(str(outbound.get("smarthost", defaults.smarthost)), "[outbound] smarthost"),
         reply_domain=str(outbound.get("reply_domain", "")),
+        outbound=OutboundOptions.from_toml(outbound),
         dkim=DkimKey(**dkim) if dkim else None,
         http=Listener.parse(str(http.get("listen", defaults.http)), "[http] listen"),
         public_url=str(http.get("public_url", "")),

@@ -27,19 +27,21 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "CapturedMail",
     "DovecotServer",
+    "PostgresCluster",
     "ServerUnavailable",
     "SmtpSink",
     "dovecot_server",
     "dovecot_version",
     "free_port",
     "postgres_cluster",
+    "postgres_cluster_control",
     "smtp_sink",
     "wait_for_port",
     "wait_for_port_closed",
@@ -173,6 +175,22 @@ def postgres_cluster(database: str = "postgres") -> Iterator[str]:
     The URL is ``postgresql+psycopg://postgres@127.0.0.1:PORT/DATABASE``, with trust
     authentication. A database other than ``postgres`` is created first.
     """
+    with postgres_cluster_control(database) as cluster:
+        yield cluster.url
+
+
+@dataclass
+class PostgresCluster:
+    """A running throwaway cluster: its URL, and ``stop``/``start`` on the same port with the data kept."""
+
+    url: str
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
+@contextlib.contextmanager
+def postgres_cluster_control(database: str = "postgres") -> Iterator[PostgresCluster]:
+    """``postgres_cluster``, yielding a handle that can stop the server and start it again (an outage)."""
     bindir = _postgres_bindir()
     # As root, subprocess switches to the postgres user (with only its own group).
     user: int | None = None
@@ -230,7 +248,11 @@ def postgres_cluster(database: str = "postgres") -> Iterator[str]:
 
         if database != "postgres":
             check(str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "postgres", database)
-        yield f"postgresql+psycopg://postgres@{LOOPBACK}:{port}/{database}"
+        yield PostgresCluster(
+            url=f"postgresql+psycopg://postgres@{LOOPBACK}:{port}/{database}",
+            stop=lambda: check(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"),
+            start=lambda: check(pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start"),
+        )
     finally:
         if (data / "postmaster.pid").exists():
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
@@ -326,9 +348,24 @@ class DovecotServer:
                 wait_for_port_closed(self.host, port)
 
     def restart(self) -> None:
-        """Stop and start again on the same ports; mailboxes are kept."""
+        """Stop and start again on the same ports; mailboxes are kept.
+
+        Dovecot 2.3 leaves the imap processes of logged-in clients running across a
+        restart (their sessions go on); ``kick`` ends them.
+        """
         self.stop()
         self.start()
+
+    def kick(self, user: str) -> None:
+        """End every IMAP session of ``user`` (``doveadm kick``): the server says BYE and closes."""
+        program = _find_program("doveadm")
+        if program is None:
+            raise ServerUnavailable("doveadm not found; install the Debian 'dovecot-core' package")
+        result = subprocess.run(
+            [program, "-c", str(self.config_path), "kick", user], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"doveadm kick {user} failed ({result.returncode}): {result.stdout}{result.stderr}")
 
 
 def _wait_for_imap_greeting(host: str, port: int, timeout: float) -> None:
@@ -380,6 +417,7 @@ def _dovecot_config(
     tls: tuple[int, Path, Path] | None,
     passwd_file: Path,
     internal_user: str | None,
+    mechanisms: tuple[str, ...] = ("plain", "login"),
 ) -> str:
     """A complete dovecot.conf for Dovecot 2.3, or for 2.4 with its renamed settings."""
     v24 = version >= (2, 4)
@@ -425,7 +463,7 @@ state_dir = {directory / "state"}
 instance_name = reefknot-test-{port}
 log_path = {directory / "dovecot.log"}
 info_log_path = {directory / "dovecot.log"}
-auth_mechanisms = plain login
+auth_mechanisms = {' '.join(mechanisms)}
 auth_verbose = yes
 auth_failure_delay = 0
 first_valid_uid = 1
@@ -451,13 +489,17 @@ service anvil {{
 
 
 @contextlib.contextmanager
-def dovecot_server(users: Mapping[str, str], *, tls: bool = False) -> Iterator[DovecotServer]:
+def dovecot_server(
+    users: Mapping[str, str], *, tls: bool = False, mechanisms: Iterable[str] = ("plain", "login")
+) -> Iterator[DovecotServer]:
     """Run a private Dovecot IMAP server for ``users`` (name -> password).
 
     Mail lives in Maildirs under the server's temporary directory, owned by
     ``nobody`` when run as root. With ``tls=True`` it also listens for IMAP over
     implicit TLS on ``tls_port`` with a fresh self-signed certificate for 127.0.0.1
-    (``cert_path``, usable as a CA file).
+    (``cert_path``, usable as a CA file). ``mechanisms`` are the SASL mechanisms offered;
+    with ``xoauth2`` the token a client presents is checked like a password, so a
+    user's password doubles as a fixed OAuth2 access token.
     """
     version = dovecot_version()
     if _is_root():
@@ -491,7 +533,7 @@ def dovecot_server(users: Mapping[str, str], *, tls: bool = False) -> Iterator[D
         port = free_port()
         config_path = directory / "dovecot.conf"
         config_path.write_text(
-            _dovecot_config(version, directory, port, tls_settings, passwd_file, internal_user)
+            _dovecot_config(version, directory, port, tls_settings, passwd_file, internal_user, tuple(mechanisms))
         )
         server = DovecotServer(
             host=LOOPBACK,

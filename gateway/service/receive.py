@@ -7,6 +7,7 @@ enqueue) and by the processors that drain the queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -15,9 +16,10 @@ from email.policy import compat32
 from sqlalchemy.orm import Session
 
 from gateway.service.mailflow import Verdict, process_message
-from gateway.store import intake
+from gateway.store import intake, mailboxes
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
+from gateway.store.mailboxes import MailboxKey, MailboxPosition
 from gateway.store.schema import IntakeMessage
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,28 @@ def enqueue_message(db: Database, raw: bytes, envelope: Envelope, now: datetime)
         row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
         log.info("intake %d %s: queued from %s", row.id, row.message_id, envelope.source)
         return row.id
+
+
+def enqueue_from_mailbox(
+    db: Database,
+    mailbox: MailboxKey,
+    position: MailboxPosition,
+    messages: Sequence[tuple[bytes, Envelope]],
+    now: datetime,
+) -> list[int]:
+    """Make a batch of messages from an IMAP mailbox durable and advance the mailbox's position, in one commit.
+
+    Once this returns, the messages are in the queue and will not be taken from the
+    mailbox again (their UIDs are at most ``position.last_uid``); only then may the
+    poller move them out of the folder.
+    """
+    items = [(raw, envelope, message_id_of(raw)) for raw, envelope in messages]
+    with db.transaction() as session:
+        ids = intake.enqueue_many(session, items, now)
+        mailboxes.save_position(session, mailbox, position, now)
+    for intake_id, (_raw, envelope, message_id) in zip(ids, items):
+        log.info("intake %d %s: queued from %s", intake_id, message_id, envelope.source)
+    return ids
 
 
 def process_queued(db: Database, now: datetime, limit: int = 100) -> list[Receipt]:

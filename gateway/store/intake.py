@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import IntakeMessage
@@ -56,6 +56,22 @@ def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, n
     session.add(row)
     session.flush()
     return row
+
+
+def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[int]:
+    """Store several messages (raw, envelope, Message-ID) with one statement; their ids, in order."""
+    if not messages:
+        return []
+    rows = [
+        {
+            "received_at": now, "source": envelope.source, "envelope_sender": envelope.sender,
+            "recipients": list(envelope.recipients), "message_id": message_id[:500], "raw": raw,
+            "state": IntakeState.QUEUED.value, "attempts": 0, "reason": "", "detail": "",
+        }
+        for raw, envelope, message_id in messages
+    ]
+    statement = insert(IntakeMessage).returning(IntakeMessage.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, rows))
 
 
 def finish(row: IntakeMessage, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:

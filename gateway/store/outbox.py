@@ -1,7 +1,13 @@
-"""The outbound queue: one row per message and recipient, written with the change that caused it."""
+"""The outbound queue: one row per message and recipient, written with the change that caused it.
+
+A row's state is where it sits: ``queued`` (due at ``next_attempt_at``; while a sender is
+at it, ``claimed_until`` holds others off), then ``sent``, ``failed`` (with the reason in
+``last_error``) or ``dropped`` by the operator. Knows nothing about SMTP or iCalendar.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -9,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import OutboxMessage
+
+MAX_ERROR = 1000  # characters of a server reply or error kept in last_error
 
 
 class OutboxState(StrEnum):
@@ -19,7 +27,7 @@ class OutboxState(StrEnum):
 
 
 class OutboxNotFound(Exception):
-    """No outbox message with that id."""
+    """No outbox message with that id (in the states asked for)."""
 
 
 def enqueue(
@@ -52,19 +60,72 @@ def list_messages(session: Session, *, states: tuple[OutboxState, ...] = ()) -> 
     return list(session.scalars(query))
 
 
-def get(session: Session, outbox_id: int) -> OutboxMessage:
-    row = session.get(OutboxMessage, outbox_id)
-    if row is None:
-        raise OutboxNotFound(f"no outbox message {outbox_id}")
+def get(
+    session: Session, outbox_id: int, *, states: Sequence[OutboxState] | None = None, lock: bool = False
+) -> OutboxMessage:
+    """One row, optionally only in the given states; ``lock`` holds it until the transaction ends (PostgreSQL)."""
+    row = session.get(OutboxMessage, outbox_id, with_for_update=lock or None, populate_existing=lock)
+    if row is None or (states is not None and row.state not in {s.value for s in states}):
+        raise OutboxNotFound(f"no {'/'.join(states or ['outbox'])} message {outbox_id}")
     return row
 
 
+def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+    """Take up to ``limit`` queued rows due by ``now`` that no sender holds, for one attempt each.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED, so concurrent senders take
+    different rows; SQLite has one writer at a time anyway. Each claimed row counts one
+    more attempt now, so that a sender dying mid-attempt still moves the backoff on.
+    """
+    free = OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now)
+    query = select(OutboxMessage).where(
+        OutboxMessage.state == OutboxState.QUEUED.value, OutboxMessage.next_attempt_at <= now, free
+    )
+    query = query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.scalars(query))
+    for row in rows:
+        row.claimed_until = lease_until
+        row.attempts += 1
+    session.flush()
+    return rows
+
+
+def mark_sent(row: OutboxMessage, now: datetime) -> None:
+    """The smarthost took the message."""
+    _finish(row, OutboxState.SENT, now, "")
+
+
+def mark_deferred(row: OutboxMessage, now: datetime, error: str, next_at: datetime) -> None:
+    """Not taken this time: stays queued until ``next_at``."""
+    row.state = OutboxState.QUEUED.value
+    row.next_attempt_at = max(next_at, now)
+    row.last_error = error[:MAX_ERROR]
+    row.claimed_until = None
+
+
+def mark_failed(row: OutboxMessage, now: datetime, error: str) -> None:
+    """Permanently refused, too old, or impossible to compose: no more attempts."""
+    _finish(row, OutboxState.FAILED, now, error)
+
+
 def retry(row: OutboxMessage, now: datetime) -> None:
-    """Make a message due now again, whatever state it was in (except sent)."""
+    """Make a queued, failed or dropped message due now, its backoff started afresh (its lifetime is not)."""
     row.state = OutboxState.QUEUED.value
     row.next_attempt_at = now
+    row.attempts = 0
+    row.claimed_until = None
+    row.finished_at = None
 
 
-def drop(row: OutboxMessage) -> None:
+def drop(row: OutboxMessage, now: datetime) -> None:
     """Give up on a message; it stays listed as dropped."""
-    row.state = OutboxState.DROPPED.value
+    _finish(row, OutboxState.DROPPED, now, row.last_error)
+
+
+def _finish(row: OutboxMessage, state: OutboxState, now: datetime, error: str) -> None:
+    row.state = state.value
+    row.last_error = error[:MAX_ERROR]
+    row.claimed_until = None
+    row.finished_at = now

@@ -1,4 +1,4 @@
-"""The database schema: principals, calendars, the intake queue, inboxes, the ledger and the outbox.
+"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, IMAP mailboxes.
 
 Tables only; queries live with the modules that own each table. Changes to this file
 come with an Alembic migration in ``gateway/store/migrations/versions``.
@@ -160,3 +160,19 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str] = mapped_column(Text, default="")
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # a sender is at it
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # sent, failed or dropped
+
+
+class ImapMailbox(Base):
+    """Where the IMAP poller stands in one mailbox: its UIDVALIDITY and the last UID taken (RFC 3501 2.3.1.1)."""
+
+    __tablename__ = "imap_mailboxes"
+    __table_args__ = (UniqueConstraint("host", "username", "folder"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str] = mapped_column(String(320))
+    folder: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: never selected
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

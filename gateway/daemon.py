@@ -1,0 +1,272 @@
+"""``reefknot serve``: the listeners, the processors and the IMAP pollers in one process, until SIGTERM.
+
+Wiring and lifecycle only. The listeners and pollers make mail durable and wake the
+processors; a processor applies queued mail through ``receive.process_queued`` in a
+worker thread, at start, when woken, and every few seconds anyway (rows queued by
+other processes, or left claimed by one that crashed once their lease runs out).
+``[processing] workers = 0`` makes a process that only takes mail in.
+
+SIGTERM or SIGINT: stop accepting, let commits in progress answer, stop the pollers,
+drain the queue once, exit 0. SIGHUP: ``reload()``. systemd is told READY once every
+listener listens, pinged while ``WATCHDOG_USEC`` is set, and told STOPPING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from sqlalchemy.exc import OperationalError
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.edges import sdnotify
+from gateway.edges.groupcommit import GroupCommitter
+from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
+from gateway.service.receive import Receipt, process_queued
+from gateway.store.db import Database
+from gateway.store.writers import WriteGate
+
+log = logging.getLogger(__name__)
+POLL_INTERVAL = 5.0  # seconds between looks at the queue when nobody wakes the processor
+BATCH = 4  # rows claimed (the SQLite write gate held) at a time; a crash leaves at most this many to their lease
+INTAKE_THREADS = 8
+DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queued for the next start
+CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown
+MAX_BACKOFF = 30.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ServeError(Exception):
+    """The daemon cannot start (a listener cannot bind, a certificate cannot be read)."""
+
+
+class Daemon:
+    """One ``reefknot serve`` process."""
+
+    def __init__(self, config: Config, db: Database, config_path: str | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.config_path = config_path
+        self.gate = WriteGate.for_database(db)
+        self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
+        self.committer = GroupCommitter(db, self.intake_pool, self.gate)
+        self.processor_pool = ThreadPoolExecutor(max(1, config.processing_workers), thread_name_prefix="processor")
+        self.listeners: list[IntakeListener] = []
+        self.pollers: list[threading.Thread] = []
+        self.poller_stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; the exit status (0 after an orderly stop)."""
+        self._loop = asyncio.get_running_loop()
+        self._wake, self._stop = asyncio.Event(), asyncio.Event()
+        self._install_signals()
+        await self._loop.run_in_executor(self.processor_pool, self.db.ensure_schema)
+        try:
+            await self._start_listeners()
+        except OSError as error:  # ssl.SSLError included
+            await self._close_listeners()
+            raise ServeError(str(error)) from error
+        self._start_pollers()
+        processors = [asyncio.create_task(self._process_loop(), name=f"processor {n}")
+                      for n in range(self.config.processing_workers)]
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        sdnotify.notify(sdnotify.READY)
+        log.info("ready: %d listeners, %d IMAP pollers, %d processors, database %s", len(self.listeners),
+                 len(self.pollers), len(processors), self.db.engine.url.render_as_string())
+        await self._stop.wait()
+        log.info("stopping: no new mail is taken")
+        sdnotify.notify(sdnotify.STOPPING)
+        await self._close_listeners()
+        await self._stop_pollers()
+        await asyncio.gather(*processors)
+        watchdog.cancel()
+        emptied = await self._drain_once() if processors else True
+        self.intake_pool.shutdown(wait=True)
+        self.processor_pool.shutdown(wait=True)
+        log.info("stopped; %s", "the queue is empty" if emptied else "messages are left queued for the next start")
+        return 0
+
+    def stop(self) -> None:
+        """Begin an orderly stop (SIGTERM, SIGINT)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def wake(self) -> None:
+        """Tell the processor there is new mail (from the event loop's thread)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def wake_from_thread(self) -> None:
+        """Tell the processor there is new mail (from a poller's thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.wake)
+            except RuntimeError:  # the loop closed in between: the next start processes the row
+                pass
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration's policy files. Listeners and pollers keep their settings."""
+        sdnotify.notify(sdnotify.RELOADING)
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            log.error("reload failed, keeping the running configuration: %s", error)
+            sdnotify.notify(sdnotify.READY)
+            return
+        readable = [path for path in config.policy_files if _readable(path)]
+        for path in sorted(set(config.policy_files) - set(readable)):
+            log.error("reload: cannot read policy file %s", path)
+        self.config = config
+        log.info("reloaded %s: %d of %d policy files read", config.source, len(readable), len(config.policy_files))
+        sdnotify.notify(sdnotify.READY)
+
+    async def _start_listeners(self) -> None:
+        for protocol, addresses, options in (
+            ("smtp", self.config.smtp, self.config.smtp_options),
+            ("lmtp", self.config.lmtp, self.config.lmtp_options),
+        ):
+            for address in addresses:
+                handler = IntakeHandler(
+                    self.db, self.committer, self.wake, source=protocol, mode=Mode(options.mode),
+                    lmtp=protocol == "lmtp",
+                )
+                listener = IntakeListener(protocol, address, options, handler)
+                self.listeners.append(listener)
+                await listener.start()
+
+    async def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.stop_accepting()
+        closing = [listener.close() for listener in self.listeners]
+        if closing:
+            _, pending = await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=CLOSE_LIMIT)
+            if pending:
+                log.error("%d listeners still committing after %.0f s; closing anyway", len(pending), CLOSE_LIMIT)
+
+    def _start_pollers(self) -> None:
+        if not self.config.imap:
+            return
+        from gateway.edges.imap import ImapPoller  # only a daemon with [[imap]] entries needs it
+
+        for account in self.config.imap:
+            poller = ImapPoller(account, self.db, self.wake_from_thread)
+            thread = threading.Thread(target=poller.run, args=(self.poller_stop,), name=f"imap {account.name}",
+                                      daemon=True)
+            thread.start()
+            self.pollers.append(thread)
+            log.info("IMAP poller started for %s", account.name)
+
+    async def _stop_pollers(self) -> None:
+        self.poller_stop.set()
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + CLOSE_LIMIT
+        for thread in self.pollers:
+            await loop.run_in_executor(None, thread.join, max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.error("%s did not stop within %.0f s", thread.name, CLOSE_LIMIT)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def _process_loop(self) -> None:
+        """Process the queue when woken and every POLL_INTERVAL; back off while the database is down."""
+        assert self._wake is not None and self._stop is not None
+        backoff = 0.0
+        first = True
+        while not self._stop.is_set():
+            if not first:
+                await _wait_any(self._wake, self._stop, timeout=backoff or POLL_INTERVAL)
+            if self._stop.is_set():
+                return
+            first = False
+            self._wake.clear()
+            try:
+                await self._process_all(self._stop.is_set)
+            except Exception as error:
+                backoff = min(MAX_BACKOFF, backoff * 2 or 1.0)
+                _log_failure(error, f"processing paused for {backoff:.0f} s")
+                continue
+            if backoff:
+                log.info("processing resumed")
+                backoff = 0.0
+
+    async def _process_all(self, give_up: Callable[[], bool]) -> bool:
+        """Call process_queued until nothing claimable is left (True) or ``give_up`` says so (False)."""
+        loop = asyncio.get_running_loop()
+        while not give_up():
+            receipts = await loop.run_in_executor(self.processor_pool, self._process_batch)
+            if not receipts:
+                return True
+        return False
+
+    def _process_batch(self) -> list[Receipt]:
+        return self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH))
+
+    async def _drain_once(self) -> bool:
+        """The last pass over the queue before exit, bounded in time; True when nothing claimable is left."""
+        deadline = time.monotonic() + DRAIN_LIMIT
+        try:
+            return await self._process_all(lambda: time.monotonic() > deadline)
+        except Exception as error:
+            _log_failure(error, "final drain skipped")
+            return False
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        log.info("watchdog: pinging every %.1f s", interval)
+        while True:
+            sdnotify.notify(sdnotify.WATCHDOG)
+            await asyncio.sleep(interval)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _log_failure(error: Exception, consequence: str) -> None:
+    if isinstance(error, OperationalError):
+        log.error("database unavailable (%s): %s", str(error.orig).strip().splitlines()[0], consequence)
+    else:
+        log.exception("processor error: %s", consequence)
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+        return True
+    except OSError:
+        return False
+
+
+def run_daemon(config: Config, config_path: str | None = None) -> int:
+    """Build the daemon from the configuration and run it to the end; the exit status."""
+    db = Database(config.database_url)
+    daemon = Daemon(config, db, config_path)
+    try:
+        return asyncio.run(daemon.run())
+    finally:
+        db.dispose()

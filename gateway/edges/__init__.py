@@ -1,0 +1,1 @@
+"""Protocol edges: make mail durable and hand it on; no parsing or policy here."""

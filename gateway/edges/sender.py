@@ -1,0 +1,124 @@
+"""The sender: takes due rows from the outbox, composes each, hands it to the smarthost, records the result.
+
+A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
+session (``relay``) and records every attempt through ``gateway.service.outbound``, which
+decides sent, deferred or failed. ``run`` makes passes until stopped: when poked, and
+every few seconds anyway. Database work runs in worker threads (behind the SQLite write
+gate when one is given), so the event loop keeps serving. A row that cannot be composed
+fails with its reason; no row stops the loop. Nothing here reads iCalendar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from gateway.config import Config
+from gateway.core.retry import Attempt, AttemptResult
+from gateway.edges.relay import Relay, read_password
+from gateway.service import outbound
+from gateway.service.outbound import Compose, SendResult
+from gateway.store.db import Database
+from gateway.store.schema import OutboxMessage
+from gateway.store.writers import WriteGate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+POLL_INTERVAL = 5.0  # seconds between looks at the outbox when nobody pokes the sender
+BATCH = 10  # rows claimed per pass
+MAX_BACKOFF = 30.0  # seconds, while the database is unavailable
+COMMANDS_PER_MESSAGE = 5  # connect/EHLO/STARTTLS/AUTH, MAIL, RCPT, DATA: each may take the whole timeout
+LEASE_MARGIN = timedelta(minutes=5)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Sender:
+    """Sends the outbox to ``[outbound] smarthost``; ``compose`` gives each row's final, signed bytes."""
+
+    def __init__(
+        self, config: Config, db: Database, compose: Compose, *,
+        clock: Callable[[], datetime] = utcnow, gate: WriteGate | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.compose = compose
+        self.clock = clock
+        self.gate = gate
+        self.policy = outbound.retry_policy(config)
+        self.password = read_password(config.outbound)
+        self._wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Look at the outbox now (call from the event loop's thread)."""
+        self._wake.set()
+
+    async def send_due(self, limit: int = BATCH, *, due_by: datetime | None = None) -> list[SendResult]:
+        """One pass: up to ``limit`` rows due by ``due_by`` (else now), each attempted once and recorded."""
+        now = self.clock()
+        lease_until = now + self._lease(limit)
+        rows = await self._store(outbound.claim_due, self.db, due_by or now, lease_until, limit)
+        if not rows:
+            return []
+        async with Relay(self.config.smarthost, self.config.outbound, self.password) as relay:
+            return [await self._send(relay, row) for row in rows]
+
+    async def flush(self) -> list[SendResult]:
+        """Every row due now, attempted once each (``reefknot outbox flush``)."""
+        started = self.clock()
+        results: list[SendResult] = []
+        while batch := await self.send_due(due_by=started):
+            results.extend(batch)
+        return results
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Make passes until ``stop`` is set; a database outage pauses the sender, growing to MAX_BACKOFF."""
+        backoff = 0.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                while not stop.is_set() and await self.send_due():
+                    pass
+            except Exception as error:
+                backoff = min(MAX_BACKOFF, backoff * 2 or 1.0)
+                log.error("sender paused for %.0f s: %s: %s", backoff, type(error).__name__, error)
+            else:
+                if backoff:
+                    log.info("sender resumed")
+                backoff = 0.0
+            await _wait_any(self._wake, stop, timeout=backoff or POLL_INTERVAL)
+
+    async def _send(self, relay: Relay, row: OutboxMessage) -> SendResult:
+        attempt = await self._attempt(relay, row)
+        return await self._store(outbound.record_attempt, self.db, row.id, attempt, self.policy, self.clock())
+
+    async def _attempt(self, relay: Relay, row: OutboxMessage) -> Attempt:
+        try:
+            data = await asyncio.to_thread(self.compose, row)
+        except Exception as error:
+            log.debug("outbox %d %s: composing failed", row.id, row.message_id, exc_info=True)
+            return Attempt(AttemptResult.UNCOMPOSABLE, " ".join(f"{type(error).__name__}: {error}".split()))
+        return await relay.send(outbound.envelope_sender(row, self.config.reply_domain), row.recipient, data)
+
+    def _lease(self, limit: int) -> timedelta:
+        """Long enough for a whole pass to run into every timeout; a crashed sender's rows wait this long."""
+        return LEASE_MARGIN + timedelta(seconds=limit * COMMANDS_PER_MESSAGE * self.config.outbound.timeout)
+
+    async def _store(self, function: Callable[..., T], *args: Any) -> T:
+        if self.gate is None:
+            return await asyncio.to_thread(function, *args)
+        return await asyncio.to_thread(self.gate.run, function, *args)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

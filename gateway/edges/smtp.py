@@ -1,0 +1,290 @@
+"""SMTP and LMTP intake (RFC 5321, RFC 2033): 250 only once the message is committed. No parsing here.
+
+One aiosmtpd handler serves both protocols. The message bytes and the envelope become
+one intake row, committed in a worker thread together with the messages that arrived
+at the same moment (``groupcommit``), so that the event loop never waits for the
+database; then the processors are woken. Over LMTP every
+accepted recipient gets its own reply after DATA (RFC 2033 §4.2), which aiosmtpd
+leaves to the handler; its own one-line answers after DATA (too big, line too long)
+are repeated per recipient here. Any unexpected error, a database that is down
+included, is a temporary failure (451 4.3.0), never aiosmtpd's default permanent 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import stat
+import time
+import weakref
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from sqlalchemy.exc import OperationalError
+
+from gateway.config import IntakeOptions, Listener, Network
+from gateway.edges.groupcommit import GroupCommitter
+from gateway.store import directory
+from gateway.store.db import Database
+from gateway.store.intake import Envelope
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RCPT_OK = "250 2.1.5 Ok"
+QUEUED = "250 2.0.0 Ok: queued as {intake_id}"
+NO_SUCH_PRINCIPAL = "550 5.1.1 <{address}>: no such local principal"
+TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
+TOO_BIG = "552 5.3.4 Message too big for system"
+ACCESS_DENIED = "554 5.7.1 Access denied"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down"
+KNOWN_PRINCIPAL_TTL = 10.0  # seconds a local recipient is taken without asking the directory again
+# aiosmtpd's own replies, given their enhanced status codes (RFC 3463).
+STOCK_REPLIES = {
+    "552 Error: Too much mail data": TOO_BIG,
+    "552 Error: message size exceeds fixed maximum message size": TOO_BIG,
+}
+
+
+class Mode(StrEnum):
+    TRANSPORT = "transport"  # Reefknot is the transport for local principals: unknown ones are refused
+    COPY = "copy"  # the MTA sends Reefknot a copy of calendar mail: every recipient is accepted
+
+
+class IntakeHandler:
+    """The aiosmtpd handler: check recipients, make each message durable, answer."""
+
+    def __init__(
+        self, db: Database, committer: GroupCommitter, wake: Callable[[], None], *, source: str, mode: Mode,
+        lmtp: bool,
+    ) -> None:
+        self.db = db
+        self.committer = committer
+        self.wake = wake
+        self.source = source
+        self.mode = mode
+        self.lmtp = lmtp
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._known: dict[str, float] = {}  # address -> until when it is known to be local
+
+    async def handle_RCPT(
+        self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, options: list[str]
+    ) -> str:
+        if self.mode is Mode.TRANSPORT and not await self._is_local_principal(address):
+            log.info("%s from %s: refused recipient %s (no such local principal)", self.source, _peer(session), address)
+            return NO_SUCH_PRINCIPAL.format(address=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return RCPT_OK
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
+        sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        mail = Envelope(sender, tuple(envelope.rcpt_tos), self.source)
+        try:
+            intake_id = await self.committer.enqueue(envelope.original_content or b"", mail)
+        except Exception as error:
+            _log_failure(f"{self.source} from {_peer(session)}: message not taken", error)
+            return self._answer(envelope, TEMPFAIL)
+        self.wake()
+        return self._answer(envelope, QUEUED.format(intake_id=intake_id))
+
+    async def handle_exception(self, error: Exception) -> str:
+        _log_failure(f"{self.source}: command failed", error)
+        return TEMPFAIL
+
+    async def drain(self) -> None:
+        """Wait until every lookup and commit that has started has finished (answered or not)."""
+        while self._pending:
+            await asyncio.wait(set(self._pending))
+        await self.committer.drain()
+
+    def _answer(self, envelope: SmtpEnvelope, reply: str) -> str:
+        """The reply after DATA: once over SMTP, once for each accepted recipient over LMTP (RFC 2033 §4.2)."""
+        return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
+
+    async def _is_local_principal(self, address: str) -> bool:
+        """Ask the directory; a yes is remembered for a few seconds (a busy recipient is not looked up per message).
+
+        A no is never remembered: a principal added a moment ago must not be refused.
+        A principal removed a moment ago may still be accepted; processing then finds
+        no local recipient and records the message with that reason.
+        """
+        key = address.lower()
+        if self._known.get(key, 0.0) > time.monotonic():
+            return True
+        if not await self._call(self._is_local, address):
+            return False
+        self._known[key] = time.monotonic() + KNOWN_PRINCIPAL_TTL
+        if len(self._known) > 10_000:
+            self._known.clear()
+        return True
+
+    def _is_local(self, address: str) -> bool:
+        with self.db.transaction() as session:
+            return directory.resolve(session, address) is not None
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking work in the worker pool; a client that goes away does not cancel it."""
+        work = functools.partial(self.committer.gate.run, function, *args, urgent=True)
+        future = asyncio.get_running_loop().run_in_executor(self.committer.executor, work)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return await asyncio.shield(future)
+
+
+def _log_failure(what: str, error: Exception) -> None:
+    """One line for a database that is down (it says all there is to say); a traceback for anything else."""
+    if isinstance(error, OperationalError):
+        reason = str(error.orig or error).strip().splitlines()[0]
+        log.error("%s, answered 451: database unavailable: %s", what, reason)
+    else:
+        log.error("%s, answered 451: %s: %s", what, type(error).__name__, error, exc_info=error)
+
+
+def _peer(session: SmtpSession) -> str:
+    peer = session.peer
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix socket"
+
+
+class _IntakeProtocol(SMTP):
+    """aiosmtpd's SMTP with enhanced status codes, a client network check and a registry of open connections."""
+
+    replies_per_recipient = False
+
+    def __init__(self, handler: IntakeHandler, *, allowed: tuple[Network, ...], connections: weakref.WeakSet[Any],
+                 **options: Any) -> None:
+        super().__init__(handler, **options)
+        self._allowed = allowed
+        self._connections = connections
+        self._refused = False
+        self._replies_due = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None:  # not the second call after STARTTLS
+            peer = transport.get_extra_info("peername")
+            if not is_allowed(peer, self._allowed):
+                log.warning("refused a connection from %s: not in allowed_networks", peer[0])
+                self._refused = True
+                transport.write(f"{ACCESS_DENIED}\r\n".encode())  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.discard(self)
+        if not self._refused:
+            super().connection_lost(error)
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = STOCK_REPLIES.get(status, status)
+            if self.replies_per_recipient:
+                status = self._per_recipient(status)
+        await super().push(status)
+
+    def _per_recipient(self, status: str) -> str:
+        """After DATA, repeat a one-line reply for every accepted recipient (RFC 2033 §4.2)."""
+        if self._replies_due:
+            count, self._replies_due = self._replies_due, 0
+            return status if "\r\n" in status else "\r\n".join([status] * count)
+        if status.startswith("354") and self.envelope is not None:
+            self._replies_due = len(self.envelope.rcpt_tos)
+        return status
+
+    def close_for_shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.write(f"{SHUTTING_DOWN}\r\n".encode())  # type: ignore[attr-defined]
+            self.transport.close()
+
+
+class SMTPProtocol(_IntakeProtocol):
+    pass
+
+
+class LMTPProtocol(_IntakeProtocol, LMTP):
+    replies_per_recipient = True
+
+
+def is_allowed(peer: Any, networks: tuple[Network, ...]) -> bool:
+    """True when the peer may connect: no list, a unix socket, or an address in one of the networks."""
+    if not networks or not isinstance(peer, tuple):
+        return True
+    address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for STARTTLS from PEM files (clients are not asked for certificates)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class IntakeListener:
+    """One listening socket of one protocol, with the connections it has open."""
+
+    def __init__(self, protocol: str, address: Listener, options: IntakeOptions, handler: IntakeHandler) -> None:
+        self.protocol = protocol
+        self.address = address
+        self.options = options
+        self.handler = handler
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: weakref.WeakSet[_IntakeProtocol] = weakref.WeakSet()
+        self._tls = tls_context(options.tls_cert, options.tls_key) if options.tls_cert else None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.address.path:
+            _remove_stale_socket(self.address.path)
+            self._server = await loop.create_unix_server(self._protocol, self.address.path)
+            os.chmod(self.address.path, 0o666)  # who may connect is up to the directory it lives in
+        else:
+            host = self.address.host or None
+            self._server = await loop.create_server(self._protocol, host, self.address.port, reuse_address=True)
+        log.info("%s listening on %s (%s mode)", self.protocol, self.address, self.handler.mode.value)
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            if self.address.path:
+                _remove_stale_socket(self.address.path)
+
+    async def close(self) -> None:
+        """Let the commits in progress finish and answer, then close every connection (421)."""
+        await self.handler.drain()
+        for connection in list(self._connections):
+            connection.close_for_shutdown()
+
+    def _protocol(self) -> _IntakeProtocol:
+        kind = LMTPProtocol if self.protocol == "lmtp" else SMTPProtocol
+        return kind(
+            self.handler,
+            allowed=self.options.allowed_networks,
+            connections=self._connections,
+            data_size_limit=self.options.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=self.options.hostname or socket.gethostname(),
+            ident="Reefknot",
+            tls_context=self._tls,
+            loop=asyncio.get_running_loop(),
+        )
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass

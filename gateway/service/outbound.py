@@ -1,0 +1,150 @@
+"""Outbound deliveries in the store: claiming due rows, and recording each attempt with its SCHEDULE-STATUS.
+
+The sender edge (``gateway.edges.sender``) composes and talks SMTP and calls here. What
+an attempt means is ``gateway.core.retry``'s decision; the organizer's copy gets the
+resulting code through ``gateway.core.itip.schedulestatus``. The row's new state and the
+organizer's copy are written in one transaction (DESIGN.md, reliability rule 6). Not
+for composing or sending mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.orm import Session
+
+from gateway.config import Config
+from gateway.core.ical import organizer_of
+from gateway.core.itip.schedulestatus import ScheduleStatus, schedule_statuses, set_schedule_status
+from gateway.core.itip.types import Stored
+from gateway.core.model import Method
+from gateway.core.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
+from gateway.store import calendars, directory, outbox
+from gateway.store.db import Database
+from gateway.store.outbox import OutboxState
+from gateway.store.schema import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+Compose = Callable[[OutboxMessage], bytes]
+"""Turns one outbox row into the exact bytes to send: rendered, with its Message-ID, signed."""
+
+# The organizer's own messages: only these leave a SCHEDULE-STATUS on the sender's copy.
+STATUS_METHODS = frozenset({Method.REQUEST.value, Method.CANCEL.value, Method.ADD.value})
+
+
+class ComposerUnavailable(Exception):
+    """Outbound mail cannot be composed with this installation or configuration."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one attempt did to one row, as the command prints it."""
+
+    outbox_id: int
+    message_id: str
+    recipient: str
+    state: OutboxState
+    detail: str
+    next_attempt_at: datetime | None = None
+    schedule_status: ScheduleStatus | None = None  # None: no organizer's copy was changed
+
+
+def composer_for(config: Config) -> Compose:
+    """The composer of every outbound mail (``gateway.core.imip`` renders, ``gateway.mailauth`` signs).
+
+    Until that composer is connected here, sending refuses to start rather than fail rows.
+    """
+    raise ComposerUnavailable("outbound mail cannot be composed yet: no iMIP composer is configured")
+
+
+def retry_policy(config: Config) -> RetryPolicy:
+    options = config.outbound
+    return RetryPolicy(_seconds(options.retry_min), _seconds(options.retry_max), _seconds(options.lifetime))
+
+
+def envelope_sender(row: OutboxMessage, reply_domain: str) -> str:
+    """The SMTP MAIL FROM: an address naming the row under the reply domain, so a bounce finds it."""
+    return f"bounce+{row.id}@{reply_domain}" if reply_domain else row.sender
+
+
+def claim_due(db: Database, now: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+    """Claim due rows in a transaction of their own; they stay readable after it ends."""
+    with db.transaction() as session:
+        return outbox.claim_due(session, now, lease_until, limit)
+
+
+def record_attempt(db: Database, outbox_id: int, attempt: Attempt, policy: RetryPolicy, now: datetime) -> SendResult:
+    """Move the row to the state the attempt earned and update the organizer's copy, in one transaction.
+
+    A row the operator dropped or retried meanwhile keeps what the operator did.
+    """
+    with db.transaction() as session:
+        row = outbox.get(session, outbox_id, lock=True)
+        if row.state != OutboxState.QUEUED.value or row.claimed_until is None:
+            log.warning("outbox %d %s: %s, but it was %s meanwhile; left so", row.id, row.message_id,
+                        attempt.result.value, "retried" if row.state == OutboxState.QUEUED.value else row.state)
+            return SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), attempt.detail)
+        decision = decide_attempt(attempt, policy=policy, created_at=row.created_at, attempts=row.attempts, now=now)
+        _apply(row, decision, now)
+        written = update_schedule_status(session, row, decision.status, now)
+        result = SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), decision.reason,
+                            decision.next_attempt_at, decision.status if written else None)
+        _log(row, result)
+        return result
+
+
+def drop_message(session: Session, row: OutboxMessage, now: datetime) -> None:
+    """The operator gives up on a row; one that was still queued leaves the organizer's copy at 5.1."""
+    was_queued = row.state == OutboxState.QUEUED.value
+    outbox.drop(row, now)
+    if was_queued:
+        update_schedule_status(session, row, ScheduleStatus.NOT_DELIVERED, now)
+    log.info("outbox %d %s: dropped by the operator", row.id, row.message_id)
+
+
+def update_schedule_status(session: Session, row: OutboxMessage, code: ScheduleStatus, now: datetime) -> bool:
+    """Set the recipient's SCHEDULE-STATUS on the local organizer's copy; True when the copy changed."""
+    if row.method not in STATUS_METHODS:
+        return False
+    principal = directory.resolve(session, row.sender)
+    if principal is None:
+        return False
+    stored = calendars.load_object(session, principal.id, row.uid)
+    if stored.calendar is None or not any(organizer_of(c) in principal.addresses for c in stored.components):
+        return False
+    if schedule_statuses(stored.calendar, row.recipient) in (set(), {code.value}):
+        return False  # no longer invited, or already so
+    updated = set_schedule_status(stored.calendar, row.recipient, code)
+    calendars.save_object(session, principal.id, row.uid, Stored(updated, stored.state), now)
+    return True
+
+
+def _apply(row: OutboxMessage, decision: Decision, now: datetime) -> None:
+    if decision.verdict is Verdict.SENT:
+        outbox.mark_sent(row, now)
+    elif decision.verdict is Verdict.RETRY:
+        assert decision.next_attempt_at is not None
+        outbox.mark_deferred(row, now, decision.reason, decision.next_attempt_at)
+    else:
+        outbox.mark_failed(row, now, decision.reason)
+
+
+def _log(row: OutboxMessage, result: SendResult) -> None:
+    code = result.schedule_status
+    status = f"; {row.sender}'s copy says SCHEDULE-STATUS {code.value}" if code is not None else ""
+    if result.state is OutboxState.SENT:
+        log.info("outbox %d %s: sent to %s (%s)%s", row.id, row.message_id, row.recipient, result.detail, status)
+    elif result.state is OutboxState.QUEUED:
+        assert result.next_attempt_at is not None
+        log.info("outbox %d %s: deferred, attempt %d, next at %s (%s)%s", row.id, row.message_id, row.attempts,
+                 result.next_attempt_at.astimezone(timezone.utc).isoformat(timespec="seconds"), result.detail, status)
+    else:
+        log.warning("outbox %d %s: failed for %s: %s%s", row.id, row.message_id, row.recipient, result.detail, status)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)

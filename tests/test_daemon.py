@@ -1,0 +1,295 @@
+"""``reefknot serve`` as a process: systemd notifications, signals, a fresh database, and SIGKILL under load."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import smtplib
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+from sqlalchemy import select
+
+from gateway.edges import sdnotify
+from gateway.service import receive
+from gateway.store.db import Database
+from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
+from tests.serve import ServeProcess, lmtp_deliver, wait_until_processed, write_config
+from tests.servers import LOOPBACK, ServerUnavailable, dovecot_server, wait_for_port
+from tests.test_cli_scenarios import EVENT, Reefknot
+
+ALICE, ERIN = "alice@foo.example", "erin@baz.example"
+
+
+def invitation(uid: str) -> bytes:
+    """Erin invites Alice: a small iMIP REQUEST with Message-ID <uid@test>."""
+    template = EVENT.replace("mailto:alice@foo.example", f"mailto:{ERIN}")
+    text = template.format(uid=uid, attendees=f"ATTENDEE;RSVP=TRUE:mailto:{ALICE}")
+    text = text.replace("VERSION:2.0", "VERSION:2.0\nMETHOD:REQUEST").replace("\n", "\r\n")
+    return (
+        f"From: {ERIN}\r\nTo: {ALICE}\r\nSubject: {uid}\r\nMessage-ID: <{uid}@test>\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: text/calendar; method=REQUEST; charset="utf-8"\r\n\r\n{text}'
+    ).encode()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state' / 'reefknot.db'}"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+def serve(processes: list[ServeProcess], config: Path, **env: str) -> ServeProcess:
+    process = ServeProcess(config, config.parent / "serve.log", env=env)
+    processes.append(process)
+    process.start()
+    return process
+
+
+def add_alice(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Reefknot(config, capsys)("users", "add", ALICE)
+
+
+def test_serve_creates_the_embedded_database_and_tells_systemd_ready_watchdog_stopping(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str
+) -> None:
+    config, smtp_port, lmtp_port = write_config(tmp_path, sqlite_url)
+    assert not (tmp_path / "state").exists()
+    daemon = serve(processes, config, WATCHDOG_USEC="200000")
+    wait_for_port(LOOPBACK, smtp_port, timeout=1)
+    wait_for_port(LOOPBACK, lmtp_port, timeout=1)
+    assert Database(sqlite_url).is_current()
+    daemon.wait_for_notice("WATCHDOG=1", timeout=2)
+    time.sleep(0.5)
+    assert daemon.collect_notices().count("WATCHDOG=1") >= 3
+    assert daemon.stop() == 0
+    assert daemon.notices[0] == "READY=1" and "STOPPING=1" in daemon.notices
+    log = daemon.log()
+    assert "ready: 2 listeners" in log and "stopped; the queue is empty" in log
+
+
+def test_sd_notify_reaches_a_socket_path_and_is_a_no_op_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    with tempfile.TemporaryDirectory() as directory, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        path = f"{directory}/notify"
+        manager.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert sdnotify.notify(sdnotify.READY)
+        assert manager.recv(100) == b"READY=1"
+        monkeypatch.delenv("NOTIFY_SOCKET")
+        assert not sdnotify.notify(sdnotify.READY)
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    assert sdnotify.watchdog_interval() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert sdnotify.watchdog_interval() is None
+
+
+def test_sigterm_finishes_the_mail_it_holds_and_exits_0(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url)
+    add_alice(config, capsys)
+    daemon = serve(processes, config)
+    with smtplib.SMTP(LOOPBACK, smtp_port, timeout=30) as client:
+        for n in range(40):
+            client.sendmail(ERIN, [ALICE], invitation(f"term-{n}"))
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for_notice("STOPPING=1", timeout=10)
+        try:  # the open connection is closed with 421, unless this message made it before
+            client.sendmail(ERIN, [ALICE], invitation("late"))
+            late = 1
+        except smtplib.SMTPException:
+            late = 0
+    assert daemon.stop() == 0
+    with Database(sqlite_url).transaction() as session:
+        states = Counter(session.scalars(select(IntakeMessage.state)))
+    assert states == {"done": 40 + late}
+    with pytest.raises(OSError):
+        socket.create_connection((LOOPBACK, smtp_port), timeout=1)
+
+
+def test_sighup_rereads_the_policy_files_and_keeps_serving(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "default.toml"
+    policy.write_text("# rules\n")
+    extra = f'[policy]\nfiles = ["{policy}", "{tmp_path / "missing.toml"}"]\n'
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url, extra=extra)
+    add_alice(config, capsys)
+    daemon = serve(processes, config)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_notice("RELOADING=1", timeout=5)
+    deadline = time.monotonic() + 5
+    while "1 of 2 policy files read" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "cannot read policy file" in daemon.log() and "1 of 2 policy files read" in daemon.log()
+    with smtplib.SMTP(LOOPBACK, smtp_port, timeout=30) as client:
+        client.sendmail(ERIN, [ALICE], invitation("after-hup"))
+    wait_until_processed(sqlite_url, ["<after-hup@test>"])
+    assert daemon.stop() == 0
+
+
+def test_lmtp_on_a_unix_socket(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="rk-") as short:  # a socket path must fit in 108 bytes
+        path = f"{short}/lmtp.sock"
+        config, _, _ = write_config(tmp_path, sqlite_url)
+        config.write_text(config.read_text().replace('[lmtp]\nlisten = ["', f'[lmtp]\nlisten = ["unix:{path}", "'))
+        add_alice(config, capsys)
+        daemon = serve(processes, config)
+        answers, replies = lmtp_deliver(path, ERIN, [ALICE], invitation("over-unix"))
+        assert answers[ALICE][0] == 250 and [code for code, _ in replies] == [250]
+        (row,) = wait_until_processed(sqlite_url, ["<over-unix@test>"])
+        assert (row.source, row.state) == ("lmtp", "done")
+        assert daemon.stop() == 0
+        assert not Path(path).exists()
+
+
+def test_a_listener_that_cannot_bind_exits_71_and_a_bad_setting_78(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str
+) -> None:
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url)
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, smtp_port))
+        taken.listen()
+        daemon = ServeProcess(config, tmp_path / "serve.log")
+        processes.append(daemon)
+        with pytest.raises(RuntimeError, match="exited 71"):
+            daemon.start()
+    bad, _, _ = write_config(tmp_path, sqlite_url, smtp='mode = "relay"')
+    daemon = ServeProcess(bad, tmp_path / "bad.log")
+    processes.append(daemon)
+    with pytest.raises(RuntimeError, match="exited 78"):
+        daemon.start()
+    assert "[smtp] mode: 'relay' is not one of transport, copy" in daemon.log()
+
+
+class Sender(threading.Thread):
+    """A steady stream of invitations over SMTP that, like an MTA, tries each message again until it gets 250."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.interval = interval
+        self.stop = threading.Event()
+        self.accepted: list[str] = []
+        self.failures = 0
+
+    def run(self) -> None:
+        client: smtplib.SMTP | None = None
+        n = 0
+        while not self.stop.is_set():
+            uid = f"crash-{n}"
+            try:
+                if client is None:
+                    client = smtplib.SMTP(LOOPBACK, self.port, timeout=10)
+                client.sendmail(ERIN, [ALICE], invitation(uid))
+            except (OSError, smtplib.SMTPException):
+                self.failures += 1
+                client = None
+                time.sleep(0.05)
+                continue
+            self.accepted.append(uid)
+            n += 1
+            time.sleep(self.interval)
+        if client is not None:
+            client.close()
+
+
+def test_sigkill_under_load_loses_nothing_that_got_250_and_applies_nothing_twice(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url)
+    add_alice(config, capsys)
+    daemon = serve(processes, config)
+    sender = Sender(smtp_port, interval=0.01)
+    sender.start()
+    rng = random.Random()
+    kills = rng.randint(3, 4)
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.8, 2.5))
+        daemon.kill()
+        time.sleep(rng.uniform(0.0, 0.3))
+        daemon = serve(processes, config)
+    time.sleep(1.0)
+    sender.stop.set()
+    sender.join(30)
+    assert daemon.stop() == 0
+
+    # Rows claimed by a killed processor wait for their lease to run out; let that time pass.
+    db = Database(sqlite_url)
+    later = datetime.now(timezone.utc) + receive.LEASE
+    late = 0
+    while batch := receive.process_queued(db, later, 100):
+        late += len(batch)
+    print(f"accepted {len(sender.accepted)}, failures {sender.failures}, kills {kills}, late {late}")
+    with db.transaction() as session:
+        states = Counter(session.scalars(select(IntakeMessage.state)))
+        applied = Counter(session.scalars(select(InboxEntry.uid).where(InboxEntry.outcome == "applied")))
+        stored = Counter(session.scalars(select(CalendarObject.uid)))
+    db.dispose()
+
+    assert len(sender.accepted) >= 100 and sender.failures >= kills
+    assert set(states) <= {"done"}, states
+    assert all(applied[uid] == 1 for uid in sender.accepted), [u for u in sender.accepted if applied[u] != 1]
+    assert max(applied.values()) == 1 and set(applied) <= set(sender.accepted) | {f"crash-{len(sender.accepted)}"}
+    assert set(stored) == set(applied) and max(stored.values()) == 1
+
+
+def test_serve_runs_an_imap_poller_per_mailbox_and_stops_it(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.ExitStack() as stack:
+        try:
+            dovecot = stack.enter_context(dovecot_server({"calendar@foo.example": "s3cret"}))
+        except ServerUnavailable as error:
+            pytest.skip(str(error))
+        secret = tmp_path / "imap.secret"
+        secret.write_text("s3cret\n")
+        extra = (
+            f'[[imap]]\nhost = "{dovecot.host}"\nport = {dovecot.port}\nsecurity = "none"\n'
+            f'username = "calendar@foo.example"\npassword_file = "{secret}"\nrecipients = ["{ALICE}"]\n'
+        )
+        config, _, _ = write_config(tmp_path, sqlite_url, extra=extra)
+        add_alice(config, capsys)
+        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+            client.login("calendar@foo.example", "s3cret")
+            client.append("INBOX", invitation("from-imap"))
+        daemon = serve(processes, config)
+        (row,) = wait_until_processed(sqlite_url, ["<from-imap@test>"])
+        assert (row.source, row.state, row.recipients) == ("imap", "done", [ALICE])
+        started = time.monotonic()
+        assert daemon.stop() == 0 and time.monotonic() - started < 10
+        assert "IMAP poller started for imap://calendar@foo.example" in daemon.log()
+
+
+def test_a_process_with_no_processing_workers_only_takes_mail_in(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url, extra="[processing]\nworkers = 0\n")
+    add_alice(config, capsys)
+    daemon = serve(processes, config)
+    with smtplib.SMTP(LOOPBACK, smtp_port, timeout=30) as client:
+        client.sendmail(ERIN, [ALICE], invitation("later"))
+    assert daemon.stop() == 0
+    with Database(sqlite_url).transaction() as session:
+        assert list(session.scalars(select(IntakeMessage.state))) == ["queued"]
+    config.write_text(config.read_text().replace("workers = 0", "workers = 1"))
+    daemon = serve(processes, config)
+    wait_until_processed(sqlite_url, ["<later@test>"])
+    assert daemon.stop() == 0

@@ -1,0 +1,103 @@
+"""``reefknot outbox`` flush, retry and drop, in-process against a real SMTP peer, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.core.ical import components_of, find_attendee, parse_calendar
+from gateway.service import outbound
+from tests.servers import LOOPBACK, free_port
+from tests.sink import Sink, smtp_peer
+from tests.test_cli_scenarios import Reefknot, write_event
+from tests.test_sender import compose
+
+CAROL, DAVE, ERIN = "carol@bar.example", "dave@baz.example", "erin@baz.example"
+
+
+@pytest.fixture
+def peer() -> Iterator[Sink]:
+    with smtp_peer() as sink:
+        yield sink
+
+
+def configure(tmp_path: Path, database_url: str, port: int, capsys: pytest.CaptureFixture[str]) -> Reefknot:
+    config = tmp_path / "reefknot.toml"
+    config.write_text(
+        f'[database]\nurl = "{database_url}"\n\n'
+        f'[outbound]\nsmarthost = "{LOOPBACK}:{port}"\nreply_domain = "reply.foo.example"\n'
+    )
+    return Reefknot(config, capsys)
+
+
+@pytest.fixture
+def reefknot(
+    database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Reefknot:
+    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    run = configure(tmp_path, database_url, peer.port, capsys)
+    run("users", "add", "alice@foo.example", "--name", "Alice")
+    return run
+
+
+def schedule_status(run: Reefknot, uid: str, attendee: str) -> str:
+    (component,) = components_of(parse_calendar(run("calendar", "export", "alice@foo.example", "--uid", uid)))
+    prop = find_attendee(component, attendee)
+    assert prop is not None
+    return str(prop.params.get("SCHEDULE-STATUS", ""))
+
+
+def states(run: Reefknot) -> dict[str, tuple[int, str, int]]:
+    return {r["recipients"][0]: (r["id"], r["state"], r["attempts"]) for r in run.json_lines("outbox")}
+
+
+def test_flush_sends_what_is_due_and_retry_and_drop_change_the_queue(
+    reefknot: Reefknot, peer: Sink, tmp_path: Path
+) -> None:
+    peer.answer(DAVE, "550 5.1.1 User unknown")
+    reefknot("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL, DAVE)))
+    carol, dave = states(reefknot)[CAROL][0], states(reefknot)[DAVE][0]
+    lines = reefknot("outbox", "flush").splitlines()
+    assert sorted(lines) == sorted([
+        f"outbox {carol}: sent {CAROL}, SCHEDULE-STATUS 1.1 (250 2.0.0 Ok: queued)",
+        f"outbox {dave}: failed {DAVE}, SCHEDULE-STATUS 3.7 (bad-address: 550 5.1.1 User unknown)",
+    ])
+    assert reefknot("outbox", "flush") == "nothing is due\n"
+    assert (schedule_status(reefknot, "u1", CAROL), schedule_status(reefknot, "u1", DAVE)) == ("1.1", "3.7")
+
+    reefknot("outbox", "retry", str(carol), expect=65)  # sent: nothing to retry
+    peer.accept(DAVE)
+    assert reefknot("outbox", "retry", str(dave)) == f"outbox {dave}: queued\n"
+    assert states(reefknot)[DAVE] == (dave, "queued", 0)
+    assert reefknot("outbox", "flush").startswith(f"outbox {dave}: sent {DAVE}, SCHEDULE-STATUS 1.1")
+    assert schedule_status(reefknot, "u1", DAVE) == "1.1"
+
+    reefknot("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u2", ERIN)))
+    erin = states(reefknot)[ERIN][0]
+    assert reefknot("outbox", "drop", str(erin)) == f"outbox {erin}: dropped\n"
+    assert states(reefknot)[ERIN] == (erin, "dropped", 0)
+    assert schedule_status(reefknot, "u2", ERIN) == "5.1"
+    assert reefknot("outbox", "flush") == "nothing is due\n"
+    reefknot("outbox", "drop", str(erin), expect=65)
+    assert [m.rcpt_to for m in peer.received] == [(CAROL,), (DAVE,)]
+
+
+def test_flush_refuses_to_start_without_a_composer_and_leaves_the_queue_alone(
+    database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, peer.port, capsys)
+    run("users", "add", "alice@foo.example")
+    run("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL)))
+    run("outbox", "flush", expect=78)
+    assert states(run)[CAROL][1:] == ("queued", 0)
+    assert peer.connections == 0
+
+
+def test_flush_is_a_temporary_failure_while_the_database_is_unavailable(
+    tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    run = configure(tmp_path, f"postgresql+psycopg://postgres@{LOOPBACK}:{free_port()}/reefknot", peer.port, capsys)
+    run("outbox", "flush", expect=75)
