@@ -28,6 +28,7 @@ from gateway.config import Config, ConfigError, load_config
 from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
+from gateway.edges.waiting import wait_any
 from gateway.service.receive import Receipt, process_queued
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
@@ -191,7 +192,7 @@ class Daemon:
         first = True
         while not self._stop.is_set():
             if not first:
-                await _wait_any(self._wake, self._stop, timeout=backoff or POLL_INTERVAL)
+                await wait_any(self._wake, self._stop, timeout=backoff or POLL_INTERVAL)
             if self._stop.is_set():
                 return
             first = False
@@ -235,15 +236,6 @@ class Daemon:
         while True:
             sdnotify.notify(sdnotify.WATCHDOG)
             await asyncio.sleep(interval)
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _log_failure(error: Exception, consequence: str) -> None:

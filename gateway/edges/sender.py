@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from gateway.config import Config
 from gateway.core.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
+from gateway.edges.waiting import wait_any
 from gateway.service import outbound
 from gateway.service.outbound import Compose, SendResult
 from gateway.store.db import Database
@@ -91,7 +92,7 @@ class Sender:
                 if backoff:
                     log.info("sender resumed")
                 backoff = 0.0
-            await _wait_any(self._wake, stop, timeout=backoff or POLL_INTERVAL)
+            await wait_any(self._wake, stop, timeout=backoff or POLL_INTERVAL)
 
     async def _send(self, relay: Relay, row: OutboxMessage) -> SendResult:
         attempt = await self._attempt(relay, row)
@@ -113,12 +114,3 @@ class Sender:
         if self.gate is None:
             return await asyncio.to_thread(function, *args)
         return await asyncio.to_thread(self.gate.run, function, *args)
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -1,0 +1,121 @@
+"""The ``reefknot`` command's shared parts: the group, its context, exit codes, output.
+
+Exit codes follow sysexits(3): 0 done, 64 usage, 65 bad input data, 71 cannot listen,
+75 try again later (EX_TEMPFAIL, what an MTA pipe transport retries), 78 configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.service import events
+from gateway.store import directory
+from gateway.store.db import Database, SchemaOutdated
+from gateway.store.directory import DirectoryError, PrincipalRef
+from gateway.store.intake import IntakeNotFound
+from gateway.store.outbox import OutboxNotFound
+
+EX_USAGE, EX_DATAERR, EX_OSERR, EX_TEMPFAIL, EX_CONFIG = 64, 65, 71, 75, 78
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Exit(Exception):
+    """Leave the command with a sysexits code and a message on stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Context:
+    """What every command shares: the configuration and, on first use, the database."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+        self._db: Database | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as error:
+                raise Exit(EX_CONFIG, str(error)) from error
+        return self._config
+
+    def database(self, *, prepare: bool = True) -> Database:
+        if self._db is None:
+            self._db = Database(self.config.database_url)
+            if prepare:
+                try:
+                    self._db.ensure_schema()
+                except SchemaOutdated as error:
+                    raise Exit(EX_CONFIG, str(error)) from error
+        return self._db
+
+    def principal(self, session: Any, address: str) -> PrincipalRef:
+        found = directory.resolve(session, address)
+        if found is None:
+            raise Exit(EX_DATAERR, f"no local principal {address}")
+        return found
+
+
+def guarded(function: F) -> F:
+    """Turn expected failures into exit codes; a database that is down is a temporary failure."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except OperationalError as error:
+            raise Exit(EX_TEMPFAIL, f"database unavailable: {error.orig}") from error
+        except (DirectoryError, IntakeNotFound, OutboxNotFound) as error:
+            raise Exit(EX_DATAERR, str(error)) from error
+        except events.EventError as error:
+            raise Exit(EX_DATAERR, str(error)) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(rows: Iterable[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    """Print rows as JSON lines, or as an aligned table."""
+    rows = list(rows)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@click.group()
+@click.option("--config", "config_path", metavar="FILE", help="configuration file (else $REEFKNOT_CONFIG, ./reefknot.toml)")
+@click.option("-v", "--verbose", is_flag=True, help="log what happens to stderr")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Reefknot: calendar scheduling over email (iMIP, iTIP)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path)
+
+
+pass_context = click.make_pass_decorator(Context)

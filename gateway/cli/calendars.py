@@ -1,0 +1,167 @@
+"""Commands for principals and their calendars: ``users``, ``calendar``, ``inbox``, ``event``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gateway.cli.base import (
+    EX_DATAERR,
+    Context,
+    Exit,
+    cli,
+    emit,
+    guarded,
+    pass_context,
+    utcnow,
+)
+from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
+from gateway.core.model import Kind, PartStat
+from gateway.service import events
+from gateway.store import calendars, directory, inbox
+
+
+@cli.group()
+def users() -> None:
+    """The directory of local principals."""
+
+
+@users.command("add")
+@click.argument("address")
+@click.option("--name", default="", help="display name")
+@click.option("--alias", "aliases", multiple=True, help="another address of the same principal (repeatable)")
+@click.option("--kind", type=click.Choice([k.value for k in Kind]), default=Kind.INDIVIDUAL.value)
+@pass_context
+@guarded
+def users_add(context: Context, address: str, name: str, aliases: tuple[str, ...], kind: str) -> None:
+    """Add a local user, room or resource."""
+    with context.database().transaction() as session:
+        ref = directory.add_principal(session, address, utcnow(), name=name, aliases=aliases, kind=Kind(kind))
+    click.echo(f"added {ref.kind.value} {ref.address}")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@guarded
+def users_list(context: Context, as_json: bool) -> None:
+    """List local principals."""
+    with context.database().transaction() as session:
+        rows = [
+            {"address": p.address, "name": p.display_name, "kind": p.kind.value, "aliases": sorted(p.aliases)}
+            for p in directory.list_principals(session)
+        ]
+    if not as_json:
+        rows = [{**r, "aliases": ", ".join(r["aliases"])} for r in rows]
+    emit(rows, as_json, ["address", "kind", "name", "aliases"])
+
+
+@users.command("remove")
+@click.argument("address")
+@pass_context
+@guarded
+def users_remove(context: Context, address: str) -> None:
+    """Remove a local principal with its calendar and inbox."""
+    with context.database().transaction() as session:
+        ref = directory.remove_principal(session, address)
+    click.echo(f"removed {ref.address}")
+
+
+@cli.group()
+def calendar() -> None:
+    """Principals' calendars."""
+
+
+@calendar.command("export")
+@click.argument("address")
+@click.option("--uid", default=None, help="only this object")
+@pass_context
+@guarded
+def calendar_export(context: Context, address: str, uid: str | None) -> None:
+    """Print the principal's stored objects as one iCalendar stream."""
+    with context.database().transaction() as session:
+        texts = calendars.list_objects(session, context.principal(session, address).id, uid)
+    if uid is not None and not texts:
+        raise Exit(EX_DATAERR, f"{address} has no object {uid}")
+    click.echo(serialize_calendar(merge_calendars(parse_calendar(t) for t in texts)), nl=False)
+
+
+@cli.command("inbox")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@guarded
+def inbox_list(context: Context, address: str, as_json: bool) -> None:
+    """Scheduling messages recorded for a principal: method, UID, outcome, reason."""
+    with context.database().transaction() as session:
+        entries = inbox.list_entries(session, context.principal(session, address).id)
+        rows = [
+            {
+                "id": e.id, "received_at": e.received_at.isoformat(), "method": e.method, "uid": e.uid,
+                "sender": e.sender, "outcome": e.outcome, "reason": e.reason, "detail": e.detail,
+                "intake_id": e.intake_id,
+            }
+            for e in entries
+        ]
+    emit(rows, as_json, ["id", "received_at", "method", "uid", "sender", "outcome", "reason"])
+
+
+@cli.group()
+def event() -> None:
+    """A local principal changes its calendar; implicit scheduling follows."""
+
+
+def _report(change: events.Change) -> None:
+    for message in change.messages:
+        click.echo(f"{message.method.value} {change.uid} -> {', '.join(message.recipients)}")
+    for applied in change.applied:
+        click.echo(f"  {applied.principal.address}: {applied.result.outcome.value} {applied.result.reason}".rstrip())
+
+
+@event.command("put")
+@click.option("--as", "actor", required=True, metavar="ADDRESS")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@pass_context
+@guarded
+def event_put(context: Context, actor: str, source: Any) -> None:
+    """Create or change an object from an iCalendar file (- for stdin)."""
+    text = source.read()
+    with context.database().transaction() as session:
+        change = events.put_event(session, context.principal(session, actor), text, utcnow())
+    click.echo(f"stored {change.uid}")
+    _report(change)
+
+
+@event.command("delete")
+@click.option("--as", "actor", required=True, metavar="ADDRESS")
+@click.argument("uid")
+@pass_context
+@guarded
+def event_delete(context: Context, actor: str, uid: str) -> None:
+    """Delete an object; attendees get a CANCEL, or the organizer a decline."""
+    with context.database().transaction() as session:
+        change = events.delete_event(session, context.principal(session, actor), uid, utcnow())
+    click.echo(f"deleted {uid}")
+    _report(change)
+
+
+@event.command("reply")
+@click.option("--as", "actor", required=True, metavar="ADDRESS")
+@click.argument("uid")
+@click.option("--partstat", required=True, type=click.Choice([p.value for p in PartStat], case_sensitive=False))
+@click.option("--recurrence-id", default=None, metavar="DT", help="answer for one instance only")
+@click.option("--comment", default=None, metavar="TEXT")
+@pass_context
+@guarded
+def event_reply(
+    context: Context, actor: str, uid: str, partstat: str, recurrence_id: str | None, comment: str | None
+) -> None:
+    """Answer an invitation as a local attendee."""
+    with context.database().transaction() as session:
+        change = events.reply_event(
+            session, context.principal(session, actor), uid, PartStat(partstat.upper()), utcnow(),
+            recurrence_id=recurrence_id, comment=comment,
+        )
+    click.echo(f"answered {uid} {partstat.upper()}")
+    _report(change)

@@ -1,0 +1,205 @@
+"""Commands for mail flow: ``ingest``, ``serve``, and the queues (``outbox``, ``quarantine``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from gateway.cli.base import (
+    EX_CONFIG,
+    EX_OSERR,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    Context,
+    Exit,
+    cli,
+    emit,
+    guarded,
+    pass_context,
+    utcnow,
+)
+from gateway.config import ConfigError
+from gateway.service import outbound, receive
+from gateway.store import intake, outbox
+from gateway.store.db import SchemaOutdated
+from gateway.store.intake import Envelope, IntakeState
+from gateway.store.outbox import OutboxState
+
+
+@cli.command()
+@click.option("--recipient", "recipients", multiple=True, metavar="ADDR", help="envelope recipient (repeatable)")
+@click.option("--sender", default="", metavar="ADDR", help="envelope sender")
+@click.argument("source", default="-", metavar="[FILE|-]")
+@pass_context
+@guarded
+def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: str) -> None:
+    """Take one RFC 5322 message (for MTA pipe transports) and apply it."""
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()
+    except OSError as error:
+        raise Exit(EX_USAGE, f"cannot read {source}: {error.strerror}") from error
+    db = context.database()
+    try:
+        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow())
+    except OperationalError:
+        raise
+    except Exception as error:  # the message is not durable: the MTA must try again
+        logging.getLogger(__name__).exception("ingest failed")
+        raise Exit(EX_TEMPFAIL, f"temporary failure: {type(error).__name__}: {error}") from error
+    reason = f" ({receipt.reason})" if receipt.reason else ""
+    click.echo(f"intake {receipt.intake_id}: {receipt.state.value}{reason}")
+
+
+@cli.command()
+@pass_context
+@guarded
+def serve(context: Context) -> None:
+    """Run the SMTP/LMTP listeners, the IMAP pollers and the processors until SIGTERM."""
+    from gateway.daemon import ServeError, run_daemon
+
+    logging.getLogger().setLevel(logging.INFO)  # a daemon logs its state changes
+    for noisy in ("mail.log", "alembic"):  # aiosmtpd logs every SMTP command, alembic its setup
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        code = run_daemon(context.config, context.config_path)
+    except SchemaOutdated as error:
+        raise Exit(EX_CONFIG, str(error)) from error
+    except ServeError as error:
+        raise Exit(EX_OSERR, f"cannot serve: {error}") from error
+    if code:
+        raise Exit(code, "stopped with an error")
+
+
+@cli.group("outbox", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def outbox_group(ctx: click.Context, as_json: bool) -> None:
+    """The outbound queue (list; retry, drop, flush)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(outbox_list, as_json=as_json)
+
+
+@pass_context
+@guarded
+def outbox_list(context: Context, as_json: bool) -> None:
+    with context.database().transaction() as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "id": m.id, "method": m.method, "uid": m.uid, "sender": m.sender, "recipients": [m.recipient],
+                "state": m.state, "attempts": m.attempts, "created_at": m.created_at.isoformat(),
+                "next_attempt_at": m.next_attempt_at.isoformat(),
+                "finished_at": m.finished_at.isoformat() if m.finished_at else None,
+                "last_error": m.last_error, "message_id": m.message_id,
+            }
+            for m in outbox.list_messages(session)
+        ]
+    if not as_json:
+        rows = [{**r, "recipients": ", ".join(r["recipients"])} for r in rows]
+    emit(rows, as_json, ["id", "method", "uid", "recipients", "state", "attempts", "last_error"])
+
+
+@outbox_group.command("retry")
+@click.argument("outbox_id", type=int)
+@pass_context
+@guarded
+def outbox_retry(context: Context, outbox_id: int) -> None:
+    """Make a queued, failed or dropped message due now, its backoff started afresh.
+
+    Its lifetime still counts from when it was queued: past it, it gets one more attempt.
+    """
+    states = (OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DROPPED)
+    with context.database().transaction() as session:
+        outbox.retry(outbox.get(session, outbox_id, states=states), utcnow())
+    click.echo(f"outbox {outbox_id}: queued")
+
+
+@outbox_group.command("drop")
+@click.argument("outbox_id", type=int)
+@pass_context
+@guarded
+def outbox_drop(context: Context, outbox_id: int) -> None:
+    """Give up on a queued or failed message; the organizer's copy of a queued one says 5.1."""
+    with context.database().transaction() as session:
+        row = outbox.get(session, outbox_id, states=(OutboxState.QUEUED, OutboxState.FAILED))
+        outbound.drop_message(session, row, utcnow())
+    click.echo(f"outbox {outbox_id}: dropped")
+
+
+@outbox_group.command("flush")
+@pass_context
+@guarded
+def outbox_flush(context: Context) -> None:
+    """Send every message that is due now, once each, and say what became of it."""
+    from gateway.edges.sender import Sender
+
+    config = context.config
+    try:
+        sender = Sender(config, context.database(), outbound.composer_for(config))
+    except (ConfigError, outbound.ComposerUnavailable) as error:
+        raise Exit(EX_CONFIG, str(error)) from error
+    results = asyncio.run(sender.flush())
+    for result in results:
+        click.echo(_send_line(result))
+    if not results:
+        click.echo("nothing is due")
+
+
+def _send_line(result: outbound.SendResult) -> str:
+    line = f"outbox {result.outbox_id}: {result.state.value} {result.recipient}"
+    if result.next_attempt_at is not None:
+        line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
+    if result.schedule_status is not None:
+        line += f", SCHEDULE-STATUS {result.schedule_status.value}"
+    return f"{line} ({result.detail})" if result.detail else line
+
+
+@cli.group("quarantine", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_group(ctx: click.Context, as_json: bool) -> None:
+    """Messages held with a reason (list; release, drop)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(quarantine_list, as_json=as_json)
+
+
+@pass_context
+@guarded
+def quarantine_list(context: Context, as_json: bool) -> None:
+    with context.database().transaction() as session:
+        rows = [
+            {
+                "id": m.id, "received_at": m.received_at.isoformat(), "source": m.source,
+                "sender": m.envelope_sender, "recipients": list(m.recipients), "message_id": m.message_id,
+                "reason": m.reason, "detail": m.detail,
+            }
+            for m in intake.list_in_state(session, IntakeState.HELD)
+        ]
+    if not as_json:
+        rows = [{**r, "recipients": ", ".join(r["recipients"])} for r in rows]
+    emit(rows, as_json, ["id", "received_at", "sender", "recipients", "reason", "detail"])
+
+
+@quarantine_group.command("release")
+@click.argument("intake_id", type=int)
+@pass_context
+@guarded
+def quarantine_release(context: Context, intake_id: int) -> None:
+    """Process a held message again."""
+    receipt = receive.release_held(context.database(), intake_id, utcnow())
+    reason = f" ({receipt.reason})" if receipt.reason else ""
+    click.echo(f"intake {intake_id}: {receipt.state.value}{reason}")
+
+
+@quarantine_group.command("drop")
+@click.argument("intake_id", type=int)
+@pass_context
+@guarded
+def quarantine_drop(context: Context, intake_id: int) -> None:
+    """Discard a held message."""
+    receive.drop_held(context.database(), intake_id, utcnow())
+    click.echo(f"intake {intake_id}: dropped")
