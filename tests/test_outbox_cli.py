@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dkim
+import email
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.core.ical import components_of, find_attendee, parse_calendar
+from gateway.mailauth import DkimSigner
 from gateway.service import outbound
+from tests.test_mailauth import _pem, dns_for
 from tests.servers import LOOPBACK, free_port
 from tests.sink import Sink, smtp_peer
 from tests.test_cli_scenarios import Reefknot, write_event
@@ -84,10 +89,35 @@ def test_flush_sends_what_is_due_and_retry_and_drop_change_the_queue(
     assert [m.rcpt_to for m in peer.received] == [(CAROL,), (DAVE,)]
 
 
-def test_flush_refuses_to_start_without_a_composer_and_leaves_the_queue_alone(
+def test_flush_sends_a_signed_imip_mail_a_calendar_program_and_a_person_can_read(
+    database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file = tmp_path / "dkim.key"
+    key_file.write_bytes(_pem(ed25519.Ed25519PrivateKey.generate()))
+    run = configure(tmp_path, database_url, peer.port, capsys)
+    with run.config.open("a") as config:
+        config.write(f'\n[outbound.dkim]\ndomain = "foo.example"\nselector = "reefknot"\nkey_file = "{key_file}"\n')
+    run("users", "add", "alice@foo.example")
+    run("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL)))
+    run("outbox", "flush")
+
+    (mail,) = peer.received
+    signer = DkimSigner("foo.example", "reefknot", key_file)
+    assert dkim.verify(mail.data, dnsfunc=dns_for(signer))
+    message = email.message_from_bytes(mail.data)
+    (part,) = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    calendar = parse_calendar(part.get_payload(decode=True).decode())
+    assert part.get_param("method") == str(calendar["METHOD"]) == "REQUEST"
+    assert message["Subject"].startswith("Invitation: Quarterly planning")
+    assert states(run)[CAROL][1] == "sent"
+
+
+def test_flush_refuses_to_start_without_a_usable_signing_key_and_leaves_the_queue_alone(
     database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = configure(tmp_path, database_url, peer.port, capsys)
+    with run.config.open("a") as config:
+        config.write(f'\n[outbound.dkim]\ndomain = "foo.example"\nselector = "reefknot"\nkey_file = "{tmp_path}/none"\n')
     run("users", "add", "alice@foo.example")
     run("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL)))
     run("outbox", "flush", expect=78)

@@ -9,6 +9,7 @@ for composing or sending mail.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,15 +18,19 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy.orm import Session
 
 from gateway.config import Config
-from gateway.core.ical import organizer_of
+from gateway.core.addresses import domain_of
+from gateway.core.ical import organizer_of, parse_calendar
+from gateway.core.imip import render_imip
 from gateway.core.itip.schedulestatus import ScheduleStatus, schedule_statuses, set_schedule_status
 from gateway.core.itip.types import Stored
-from gateway.core.model import Method
+from gateway.core.model import Method, OutgoingMessage
 from gateway.core.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
+from gateway.mailauth import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
 from gateway.store.schema import OutboxMessage
+from gateway.templates import TemplateRenderer, templates_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +58,34 @@ class SendResult:
     schedule_status: ScheduleStatus | None = None  # None: no organizer's copy was changed
 
 
-def composer_for(config: Config) -> Compose:
-    """The composer of every outbound mail (``gateway.core.imip`` renders, ``gateway.mailauth`` signs).
+def composer_for(config: Config, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Compose:
+    """The composer of every outbound mail: ``gateway.core.imip`` renders, ``gateway.mailauth`` signs.
 
-    Until that composer is connected here, sending refuses to start rather than fail rows.
+    The calendar goes out as the row holds it (``ics``); the human parts are rendered in
+    English from the shipped or the operator's templates; with ``[outbound.dkim]`` every
+    mail is signed, and a key that cannot be read refuses to start the sender.
     """
-    raise ComposerUnavailable("outbound mail cannot be composed yet: no iMIP composer is configured")
+    renderer = TemplateRenderer(templates_dir_of(config))
+    try:
+        signer = DkimSigner(config.dkim.domain, config.dkim.selector, config.dkim.key_file) if config.dkim else None
+    except (OSError, DkimKeyError) as error:
+        raise ComposerUnavailable(f"[outbound.dkim]: {error}") from error
+
+    def compose(row: OutboxMessage) -> bytes:
+        message = OutgoingMessage(Method(row.method), row.uid, row.sender, (row.recipient,), parse_calendar(row.ical))
+        mail = render_imip(
+            message, recipient=row.recipient, previous=None, reply_to=None, envelope_from=None,
+            message_id=row.message_id, thread_id=thread_id(row.uid, row.sender), language="en",
+            recipient_zone=None, now=clock(), renderer=renderer, ics=row.ical,
+        )
+        return signer.sign(mail.data) if signer is not None else mail.data
+
+    return compose
+
+
+def thread_id(uid: str, sender: str) -> str:
+    """The Message-ID that every mail about one event refers to, so that they thread together."""
+    return f"<{hashlib.sha256(uid.encode()).hexdigest()[:32]}@{domain_of(sender)}>"
 
 
 def retry_policy(config: Config) -> RetryPolicy:
