@@ -27,8 +27,10 @@ from sqlalchemy.exc import OperationalError
 from gateway.config import Config, ConfigError, load_config
 from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
+from gateway.edges.sender import Sender
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
+from gateway.service.outbound import ComposerUnavailable, composer_for
 from gateway.service.receive import Receipt, process_queued
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
@@ -67,6 +69,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self.sender: Sender | None = None
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (0 after an orderly stop)."""
@@ -74,6 +77,7 @@ class Daemon:
         self._wake, self._stop = asyncio.Event(), asyncio.Event()
         self._install_signals()
         await self._loop.run_in_executor(self.processor_pool, self.db.ensure_schema)
+        sending = self._start_sender()
         try:
             await self._start_listeners()
         except OSError as error:  # ssl.SSLError included
@@ -94,10 +98,24 @@ class Daemon:
         await asyncio.gather(*processors)
         watchdog.cancel()
         emptied = await self._drain_once() if processors else True
+        if sending is not None:
+            await sending
         self.intake_pool.shutdown(wait=True)
         self.processor_pool.shutdown(wait=True)
         log.info("stopped; %s", "the queue is empty" if emptied else "messages are left queued for the next start")
         return 0
+
+    def _start_sender(self) -> asyncio.Task[None] | None:
+        """Send the outbox when ``[outbound]`` is configured; a bare install never dials port 25."""
+        if "outbound" not in self.config.raw:
+            log.info("no [outbound] section: the outbox is kept, not sent")
+            return None
+        try:
+            self.sender = Sender(self.config, self.db, composer_for(self.config), gate=self.gate)
+        except (ComposerUnavailable, OSError) as error:
+            raise ServeError(f"cannot send outbound mail: {error}") from error
+        assert self._stop is not None
+        return asyncio.create_task(self.sender.run(self._stop), name="sender")
 
     def stop(self) -> None:
         """Begin an orderly stop (SIGTERM, SIGINT)."""
@@ -217,7 +235,10 @@ class Daemon:
         return False
 
     def _process_batch(self) -> list[Receipt]:
-        return self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH))
+        receipts = self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH))
+        if receipts and self.sender is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
+        return receipts
 
     async def _drain_once(self) -> bool:
         """The last pass over the queue before exit, bounded in time; True when nothing claimable is left."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import email
 import random
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,13 +22,15 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import select
 
+from gateway.core.ical import components_of, parse_calendar, uid_of
 from gateway.edges import sdnotify
 from gateway.service import receive
 from gateway.store.db import Database
 from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
 from tests.serve import ServeProcess, lmtp_deliver, wait_until_processed, write_config
 from tests.servers import LOOPBACK, ServerUnavailable, dovecot_server, wait_for_port
-from tests.test_cli_scenarios import EVENT, Reefknot
+from tests.sink import smtp_peer
+from tests.test_cli_scenarios import EVENT, Reefknot, write_event
 
 ALICE, ERIN = "alice@foo.example", "erin@baz.example"
 
@@ -293,3 +298,31 @@ def test_a_process_with_no_processing_workers_only_takes_mail_in(
     daemon = serve(processes, config)
     wait_until_processed(sqlite_url, ["<later@test>"])
     assert daemon.stop() == 0
+
+
+def test_serve_sends_the_outbox_when_outbound_is_configured(
+    processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invitation to someone outside leaves the running daemon as iMIP mail at the relay."""
+    with smtp_peer() as relay:
+        extra = f'[outbound]\nsmarthost = "127.0.0.1:{relay.port}"\nreply_domain = "reply.foo.example"\n'
+        config, _, _ = write_config(tmp_path, sqlite_url, extra=extra)
+        add_alice(config, capsys)
+        serve(processes, config)
+        Reefknot(config, capsys)("event", "put", "--as", ALICE, str(write_event(tmp_path, "out-1", "carol@bar.example")))
+        deadline = time.monotonic() + 20
+        while not relay.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (mail,) = relay.received
+        assert mail.rcpt_to == ("carol@bar.example",) and mail.mail_from.startswith("bounce+")
+        (part,) = [p for p in email.message_from_bytes(mail.data).walk() if p.get_content_type() == "text/calendar"]
+        calendar = parse_calendar(part.get_payload(decode=True).decode())
+        assert (str(calendar["METHOD"]), uid_of(components_of(calendar)[0])) == ("REQUEST", "out-1")
+
+
+def test_serve_refuses_to_start_with_an_unreadable_signing_key(tmp_path: Path, sqlite_url: str) -> None:
+    extra = f'[outbound]\nsmarthost = "127.0.0.1:1"\n\n[outbound.dkim]\ndomain = "foo.example"\nselector = "s"\nkey_file = "{tmp_path}/none"\n'
+    config, _, _ = write_config(tmp_path, sqlite_url, extra=extra)
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
+                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and b"cannot send outbound mail" in result.stderr
