@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from imapclient import IMAPClient  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
 from ingest_throughput import NOW, Mix, seed  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from gateway.config import ImapAccount  # noqa: E402
 from gateway.edges.imap import ImapPoller  # noqa: E402

@@ -178,7 +178,9 @@ class Daemon:
     def _start_pollers(self) -> None:
         if not self.config.imap:
             return
-        from gateway.edges.imap import ImapPoller  # only a daemon with [[imap]] entries needs it
+        from gateway.edges.imap import (
+            ImapPoller,  # only a daemon with [[imap]] entries needs it
+        )
 
         for account in self.config.imap:
             poller = ImapPoller(account, self.db, self.wake_from_thread)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.store.db import Database
+from tests.cli import Reefknot
 from tests.servers import ServerUnavailable, postgres_cluster
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
@@ -56,3 +57,15 @@ def db(database_url: str) -> Iterator[Database]:
     database.upgrade()
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def reefknot(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Reefknot:
+    """The command against a fresh database (each backend) with alice, bob and room R."""
+    config = tmp_path / "reefknot.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n')
+    run = Reefknot(config, capsys)
+    run("users", "add", "alice@foo.example", "--name", "Alice", "--alias", "a.smith@foo.example")
+    run("users", "add", "bob@foo.example", "--name", "Bob")
+    run("users", "add", "room-r@foo.example", "--name", "Room R", "--kind", "room")
+    return run

@@ -47,20 +47,18 @@ from gateway.core.ical import (
     as_utc,
     attendees_of,
     components_of,
-    date_values,
     find_attendee,
-    instance_key,
+    method_of,
     parse_calendar,
-    recurrence_key_of,
     sequence_of,
     start_of,
     version_of,
 )
+from gateway.core.instances import date_values, instance_key, recurrence_key_of
 from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import ApplyResult, Recipient, Stored
 from gateway.core.itip.validate import resolve_method, validate_itip
-from gateway.core.ical import method_of
 
 SCENARIOS = Path(__file__).parent / "data" / "itip"
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)

@@ -27,10 +27,10 @@ from gateway.edges import sdnotify
 from gateway.service import receive
 from gateway.store.db import Database
 from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
+from tests.cli import EVENT, Reefknot, write_event
 from tests.serve import ServeProcess, lmtp_deliver, wait_until_processed, write_config
 from tests.servers import LOOPBACK, ServerUnavailable, dovecot_server, wait_for_port
 from tests.sink import smtp_peer
-from tests.test_cli_scenarios import EVENT, Reefknot, write_event
 
 ALICE, ERIN = "alice@foo.example", "erin@baz.example"
 

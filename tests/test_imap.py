@@ -28,11 +28,16 @@ from gateway.edges.imap import ImapPoller, uid_set
 from gateway.service import receive
 from gateway.store import directory
 from gateway.store.db import Database
-from gateway.store.mailboxes import MailboxKey, MailboxPosition, load_position, save_position
+from gateway.store.mailboxes import (
+    MailboxKey,
+    MailboxPosition,
+    load_position,
+    save_position,
+)
 from gateway.store.schema import InboxEntry, IntakeMessage
+from tests.cli import EVENT
 from tests.conftest import NOW
 from tests.servers import DovecotServer, ServerUnavailable, dovecot_server
-from tests.test_cli_scenarios import EVENT
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret"

@@ -14,7 +14,6 @@ import pytest
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.ical import (
-    add_date_value,
     components_of,
     copy_calendar,
     method_of,
@@ -22,6 +21,7 @@ from gateway.core.ical import (
     serialize_calendar,
 )
 from gateway.core.imip import ImipMail, render_imip
+from gateway.core.instances import add_date_value
 from gateway.core.itip.compose import build_reply, build_request, compose_message
 from gateway.core.itip.plan import plan_itip
 from gateway.core.model import Method, OutgoingMessage, PartStat

@@ -12,9 +12,9 @@ import pytest
 
 from gateway.service import mailflow, receive
 from gateway.store.intake import Envelope, IntakeState
+from tests.cli import Reefknot, imip_mail
 from tests.conftest import NOW
 from tests.servers import free_port
-from tests.test_cli_scenarios import Reefknot, imip_mail, reefknot  # noqa: F401  (fixture)
 
 BROKEN_ICAL = "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:x\nDTSTART:2026\n"
 JOURNAL_REQUEST = """BEGIN:VCALENDAR

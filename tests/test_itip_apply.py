@@ -11,8 +11,8 @@ from gateway.core.itip.types import Recipient
 from tests.itip_scenarios import (
     SCENARIOS,
     apply_file,
-    describe,
     check_expectation,
+    describe,
     instances,
     load_case,
     run_scenario,

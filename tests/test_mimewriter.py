@@ -7,7 +7,14 @@ import email.policy
 
 import pytest
 
-from gateway.core.mimewriter import Multipart, Part, address_header, plain_header, text_header, write_message
+from gateway.core.mimewriter import (
+    Multipart,
+    Part,
+    address_header,
+    plain_header,
+    text_header,
+    write_message,
+)
 
 
 def parse(data: bytes) -> email.message.EmailMessage:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import email
 from collections.abc import Iterator
 from pathlib import Path
 
 import dkim
-import email
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.core.ical import components_of, find_attendee, parse_calendar
 from gateway.mailauth import DkimSigner
 from gateway.service import outbound
-from tests.test_mailauth import _pem, dns_for
+from tests.cli import Reefknot, write_event
 from tests.servers import LOOPBACK, free_port
 from tests.sink import Sink, smtp_peer
-from tests.test_cli_scenarios import Reefknot, write_event
+from tests.test_mailauth import _pem, dns_for
 from tests.test_sender import compose
 
 CAROL, DAVE, ERIN = "carol@bar.example", "dave@baz.example", "erin@baz.example"

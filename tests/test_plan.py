@@ -18,24 +18,28 @@ from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
 from gateway.core.ical import (
-    MASTER,
     attendees_of,
     components_of,
-    date_values,
     dtstamp_of,
     find_attendee,
-    instance_key,
     method_of,
     organizer_of,
     parse_calendar,
     partstat_of,
-    recurrence_key_of,
     sequence_of,
     serialize_calendar,
     timezones_of,
     uid_of,
 )
-from gateway.core.itip.plan import Plan, PlanError, build_refresh, build_reply, build_request, plan_itip
+from gateway.core.instances import MASTER, date_values, instance_key, recurrence_key_of
+from gateway.core.itip.plan import (
+    Plan,
+    PlanError,
+    build_refresh,
+    build_reply,
+    build_request,
+    plan_itip,
+)
 from gateway.core.model import Method, OutgoingMessage
 
 DATA = Path(__file__).parent / "data" / "plan"

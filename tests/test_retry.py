@@ -7,8 +7,18 @@ from datetime import timedelta
 import pytest
 
 from gateway.core.ical import components_of, parse_calendar, serialize_calendar
-from gateway.core.itip.schedulestatus import ScheduleStatus, schedule_statuses, set_schedule_status
-from gateway.core.retry import Attempt, AttemptResult, RetryPolicy, Verdict, decide_attempt
+from gateway.core.itip.schedulestatus import (
+    ScheduleStatus,
+    schedule_statuses,
+    set_schedule_status,
+)
+from gateway.core.retry import (
+    Attempt,
+    AttemptResult,
+    RetryPolicy,
+    Verdict,
+    decide_attempt,
+)
 from gateway.edges.relay import Stage, attempt_for_reply
 from tests.conftest import NOW
 

@@ -29,7 +29,13 @@ from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
 from gateway.store.schema import OutboxMessage
 from tests.conftest import NOW
-from tests.servers import LOOPBACK, ServerUnavailable, _self_signed_cert, free_port, smtp_sink
+from tests.servers import (
+    LOOPBACK,
+    ServerUnavailable,
+    _self_signed_cert,
+    free_port,
+    smtp_sink,
+)
 from tests.sink import DROP, Sink, smtp_peer
 
 ALICE, CAROL, DAVE = "alice@foo.example", "carol@bar.example", "dave@baz.example"

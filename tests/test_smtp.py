@@ -23,9 +23,21 @@ import pytest
 from gateway.config import ConfigError, IntakeOptions
 from gateway.edges.smtp import is_allowed
 from gateway.store.writers import WriteGate
-from tests.serve import ServeProcess, crlf, intake_rows, lmtp_deliver, wait_until_processed, write_config
-from tests.servers import LOOPBACK, ServerUnavailable, _self_signed_cert, postgres_cluster_control
-from tests.test_cli_scenarios import EVENT, Reefknot, imip_mail, reply_from, write_event
+from tests.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
+from tests.serve import (
+    ServeProcess,
+    crlf,
+    intake_rows,
+    lmtp_deliver,
+    wait_until_processed,
+    write_config,
+)
+from tests.servers import (
+    LOOPBACK,
+    ServerUnavailable,
+    _self_signed_cert,
+    postgres_cluster_control,
+)
 from tests.test_ingest import mime_bomb
 
 ALICE, BOB, CAROL, ERIN, FRANK = (

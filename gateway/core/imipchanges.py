@@ -11,17 +11,14 @@ from datetime import date, datetime, tzinfo
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import (
+from gateway.core.ical import components_of, duration_of, find_attendee, start_of
+from gateway.core.instances import (
     MASTER,
-    components_of,
     date_values,
-    duration_of,
-    find_attendee,
     instance_key,
     recurrence_id_of,
     recurrence_key_of,
     rrules_of,
-    start_of,
 )
 from gateway.core.itip.resource import derive_instance, is_cancelled
 from gateway.core.itip.significance import diff_components

@@ -18,14 +18,10 @@ from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
 from gateway.core.ical import (
-    MASTER,
     attendee_properties,
     components_of,
-    date_values,
     duration_of,
     find_attendee,
-    recurrence_key_of,
-    rrules_of,
     start_of,
 )
 from gateway.core.imipchanges import describe_changes
@@ -37,6 +33,7 @@ from gateway.core.imippeople import (
     person_of,
     replier_of,
 )
+from gateway.core.instances import MASTER, date_values, recurrence_key_of, rrules_of
 from gateway.core.itip.resource import is_cancelled
 from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.core.plainreply import answer_word

@@ -26,11 +26,23 @@ from datetime import datetime, timezone
 from imapclient import IMAPClient
 
 from gateway.config import ImapAccount
-from gateway.edges.imap_session import ensure_folder, open_connection, return_path_of, shutdown, uid_set
+from gateway.edges.imap_session import (
+    ensure_folder,
+    open_connection,
+    return_path_of,
+    shutdown,
+    uid_set,
+)
 from gateway.service.receive import enqueue_from_mailbox
 from gateway.store.db import Database
 from gateway.store.intake import Envelope
-from gateway.store.mailboxes import MailboxKey, MailboxLock, MailboxPosition, load_position, save_position
+from gateway.store.mailboxes import (
+    MailboxKey,
+    MailboxLock,
+    MailboxPosition,
+    load_position,
+    save_position,
+)
 
 log = logging.getLogger(__name__)
 SOURCE = "imap"

@@ -27,7 +27,9 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import IntakeOptions, Listener, Network

@@ -16,20 +16,22 @@ from sqlalchemy.orm import Session
 
 from gateway.core.addresses import as_uri
 from gateway.core.ical import (
-    MASTER,
     CalendarError,
     attendees_of,
     components_of,
     copy_calendar,
     find_attendee,
-    instance_key,
     new_calendar,
     organizer_of,
-    override_from_master,
     parse_calendar,
-    recurrence_key_of,
     timezones_of,
     uid_of,
+)
+from gateway.core.instances import (
+    MASTER,
+    instance_key,
+    override_from_master,
+    recurrence_key_of,
 )
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored

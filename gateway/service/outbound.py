@@ -21,7 +21,11 @@ from gateway.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.ical import organizer_of, parse_calendar
 from gateway.core.imip import render_imip
-from gateway.core.itip.schedulestatus import ScheduleStatus, schedule_statuses, set_schedule_status
+from gateway.core.itip.schedulestatus import (
+    ScheduleStatus,
+    schedule_statuses,
+    set_schedule_status,
+)
 from gateway.core.itip.types import Stored
 from gateway.core.model import Method, OutgoingMessage
 from gateway.core.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt

@@ -6,11 +6,15 @@ from collections import OrderedDict
 from datetime import datetime
 
 from icalendar import Calendar
-
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.core.ical import organizer_of, parse_calendar, sequence_of, serialize_calendar
+from gateway.core.ical import (
+    organizer_of,
+    parse_calendar,
+    sequence_of,
+    serialize_calendar,
+)
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
 from gateway.store.schema import CalendarObject

@@ -13,7 +13,6 @@ from gateway.core.addresses import normalize_address
 from gateway.core.model import Kind
 from gateway.store.schema import Alias, Principal
 
-
 _CACHE = "reefknot.principals"
 
 

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from gateway.core.model import Outcome
 from gateway.store.schema import InboxEntry
 
-
 _INSERT = insert(InboxEntry.__table__)  # a table statement: no ORM bookkeeping per line
 
 

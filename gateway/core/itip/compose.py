@@ -15,16 +15,15 @@ from icalendar import Calendar, Component, Timezone, vCalAddress
 
 from gateway.core.addresses import as_uri
 from gateway.core.ical import (
-    MASTER,
     copy_component,
     dt_value,
     find_attendee,
-    has_recurrence,
     new_calendar,
     partstat_of,
     timezones_of,
     uid_of,
 )
+from gateway.core.instances import MASTER, has_recurrence
 from gateway.core.itip.resource import (
     PlanError,
     SchedulingObject,

@@ -13,24 +13,35 @@ from datetime import date, datetime, timedelta, timezone
 from icalendar import Calendar, Component
 
 from gateway.core.ical import (
-    MASTER,
-    add_date_value,
     components_of,
     copy_component,
-    date_values,
     find_attendee,
-    instance_key,
-    instance_start,
-    is_this_and_future,
     partstat_of,
-    recurrence_key_of,
-    rrules_of,
     sequence_of,
     start_of,
     version_of,
 )
+from gateway.core.instances import (
+    MASTER,
+    add_date_value,
+    date_values,
+    instance_key,
+    instance_start,
+    is_this_and_future,
+    recurrence_key_of,
+    rrules_of,
+)
 from gateway.core.itip.ordering import Order, compare
-from gateway.core.itip.types import ApplyResult, Instances, Recipient, Stored, assemble, copy_instances, own, unchanged
+from gateway.core.itip.types import (
+    ApplyResult,
+    Instances,
+    Recipient,
+    Stored,
+    assemble,
+    copy_instances,
+    own,
+    unchanged,
+)
 from gateway.core.model import Outcome, PartStat
 
 

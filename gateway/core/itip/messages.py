@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from icalendar import Calendar
 
-from gateway.core.ical import CalendarError, attendees_of, components_of, method_of, organizer_of, parse_calendar, uid_of
+from gateway.core.ical import (
+    CalendarError,
+    attendees_of,
+    components_of,
+    method_of,
+    organizer_of,
+    parse_calendar,
+    uid_of,
+)
 from gateway.core.itip.validate import ItipError, resolve_method, validate_itip
 from gateway.core.mail import CalendarPart
 from gateway.core.model import Method, Outcome

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from gateway.core.ical import MASTER, Version
+from gateway.core.ical import Version
+from gateway.core.instances import MASTER
 
 
 class Order(StrEnum):

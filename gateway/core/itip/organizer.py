@@ -13,7 +13,6 @@ from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
 from gateway.core.ical import (
-    MASTER,
     attendee_properties,
     copy_calendar,
     copy_component,
@@ -22,6 +21,7 @@ from gateway.core.ical import (
     sequence_of,
     set_attendees,
 )
+from gateway.core.instances import MASTER
 from gateway.core.itip.compose import attendee_view, compose_message, in_order
 from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,

@@ -15,21 +15,26 @@ from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import as_uri, normalize_address
 from gateway.core.ical import (
-    MASTER,
     attendee_properties,
     components_of,
     copy_component,
     find_attendee,
-    override_from_master,
     partstat_of,
-    recurrence_key_of,
     sequence_of,
     version_of,
 )
-from gateway.core.itip.ordering import Order, compare
+from gateway.core.instances import MASTER, override_from_master, recurrence_key_of
+from gateway.core.itip.ordering import Order, SchedulingState, compare
 from gateway.core.itip.plan import build_request
-from gateway.core.itip.ordering import SchedulingState
-from gateway.core.itip.types import ApplyResult, Instances, Recipient, Stored, assemble, copy_instances, unchanged
+from gateway.core.itip.types import (
+    ApplyResult,
+    Instances,
+    Recipient,
+    Stored,
+    assemble,
+    copy_instances,
+    unchanged,
+)
 from gateway.core.model import Outcome
 
 COMMENT_PARAM = "X-RESPONSE-COMMENT"  # where Google keeps an attendee's answer comment

@@ -14,21 +14,23 @@ from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
 from gateway.core.ical import (
-    MASTER,
-    add_date_value,
     attendee_properties,
     components_of,
     copy_component,
-    date_values,
     dt_value,
     find_attendee,
+    sequence_of,
+    start_of,
+    uid_of,
+)
+from gateway.core.instances import (
+    MASTER,
+    add_date_value,
+    date_values,
     has_recurrence,
     instance_key,
     instance_start,
     recurrence_key_of,
-    sequence_of,
-    start_of,
-    uid_of,
 )
 from gateway.core.model import NamedError
 

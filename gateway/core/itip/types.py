@@ -12,9 +12,9 @@ from gateway.core.ical import (
     find_attendee,
     new_calendar,
     organizer_of,
-    recurrence_key_of,
     timezones_of,
 )
+from gateway.core.instances import recurrence_key_of
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.model import Outcome, OutgoingMessage
 

@@ -15,7 +15,8 @@ from types import MappingProxyType
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import attendee_properties, components_of, dt_value, recurrence_key_of, uid_of
+from gateway.core.ical import attendee_properties, components_of, dt_value, uid_of
+from gateway.core.instances import recurrence_key_of
 from gateway.core.model import Method, NamedError
 
 MAX_COMPONENTS = 1000  # scheduling components in one message

@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-23 04:44:12.464409
 """
 
-from alembic import op
 import sqlalchemy as sa
-from gateway.store.schema import UTCDateTime
+from alembic import op
 
+from gateway.store.schema import UTCDateTime
 
 revision = '0001'
 down_revision = None

@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-23 05:21:36.588304
 """
 
-from alembic import op
 import sqlalchemy as sa
-from gateway.store.schema import UTCDateTime
+from alembic import op
 
+from gateway.store.schema import UTCDateTime
 
 revision = '0002'
 down_revision = '0001'

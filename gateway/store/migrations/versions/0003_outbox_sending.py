@@ -5,10 +5,10 @@ Revises: 0002
 Create Date: 2026-11-24 09:00:00.000000
 """
 
-from alembic import op
 import sqlalchemy as sa
-from gateway.store.schema import UTCDateTime
+from alembic import op
 
+from gateway.store.schema import UTCDateTime
 
 revision = '0003'
 down_revision = '0002'
