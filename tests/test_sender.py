@@ -28,6 +28,7 @@ from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
 from gateway.store.schema import OutboxMessage
+from tests.cli import EVENT
 from tests.conftest import NOW
 from tests.servers import (
     LOOPBACK,
@@ -41,21 +42,6 @@ from tests.sink import DROP, Sink, smtp_peer
 ALICE, CAROL, DAVE = "alice@foo.example", "carol@bar.example", "dave@baz.example"
 REPLY_DOMAIN = "reply.foo.example"
 MINUTE = timedelta(minutes=1)
-EVENT = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//Test//Test//EN
-BEGIN:VEVENT
-UID:{uid}
-DTSTAMP:20260601T080000Z
-DTSTART:20260710T080000Z
-DTEND:20260710T090000Z
-SUMMARY:Quarterly planning
-ORGANIZER;CN=Alice:mailto:alice@foo.example
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@foo.example
-{attendees}
-END:VEVENT
-END:VCALENDAR
-"""
 
 
 class Clock:
