@@ -16,11 +16,12 @@ from gateway.core.instances import (
     MASTER,
     date_values,
     instance_key,
+    override_from_master,
     recurrence_id_of,
     recurrence_key_of,
     rrules_of,
 )
-from gateway.core.itip.resource import derive_instance, is_cancelled
+from gateway.core.itip.resource import is_cancelled
 from gateway.core.itip.significance import diff_components
 from gateway.core.wording import (
     Translator,
@@ -39,7 +40,7 @@ def describe_changes(tr: Translator, previous: Calendar, current: Calendar, zone
     for key, new in sorted(_by_key(current).items()):
         old = before.get(key)
         if old is None and key != MASTER and MASTER in before:
-            old = derive_instance(before[MASTER], key)
+            old = override_from_master(before[MASTER], key)
         if old is None:
             continue
         found = _component_changes(tr, old, new, zone)

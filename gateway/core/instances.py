@@ -97,22 +97,29 @@ def instance_start(master: Component, key: str) -> datetime | date | None:
     return moment
 
 
+def exdate_keys(component: Component) -> set[str]:
+    """The instance keys a component's EXDATEs exclude."""
+    return {instance_key(d) for d in date_values(component, "EXDATE")}
+
+
 def override_from_master(master: Component | None, key: str) -> Component | None:
-    """A new override for one instance of a recurring master, or None when there is no such instance."""
-    if master is None or key == MASTER or not has_recurrence(master):
-        return None
-    if key in {instance_key(d) for d in date_values(master, "EXDATE")}:
+    """The instance of a recurring master at ``key`` as a standalone override component.
+
+    None when there is no master, it does not recur, or it excludes the instance. The
+    end (DTEND or DUE) keeps the master's length; a DURATION is kept as it is.
+    """
+    if master is None or key == MASTER or not has_recurrence(master) or key in exdate_keys(master):
         return None
     start = instance_start(master, key)
-    if start is None:
+    if start is None or start_of(master) is None:
         return None
-    override = copy_component(master)
-    for name in ("RRULE", "RDATE", "EXDATE", "DTSTART", "DTEND", "DUE"):
-        if name in override:
-            del override[name]
-    override.add("RECURRENCE-ID", start)
-    override.add("DTSTART", start)
     length = duration_of(master)
-    if "DURATION" not in master and ("DTEND" in master or "DUE" in master):
-        override.add("DUE" if master.name == "VTODO" else "DTEND", start + length)
+    override = copy_component(master)
+    for name in ("RRULE", "RDATE", "EXDATE", "EXRULE", "DTSTART", "DTEND", "DUE", "RECURRENCE-ID"):
+        override.pop(name, None)
+    override.add("DTSTART", start)
+    override.add("RECURRENCE-ID", start)
+    for name in ("DTEND", "DUE"):
+        if isinstance(dt_value(master.get(name)), (datetime, date)):
+            override.add(name, start + length)
     return override

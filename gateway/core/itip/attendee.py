@@ -20,11 +20,11 @@ from gateway.core.ical import (
     partstat_of,
     sequence_of,
 )
+from gateway.core.instances import exdate_keys
 from gateway.core.itip.compose import compose_message, reply_component
 from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,
     SchedulingObject,
-    exdate_keys,
     force_send,
     is_cancelled,
     read_object,

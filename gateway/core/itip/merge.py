@@ -25,6 +25,7 @@ from gateway.core.instances import (
     MASTER,
     add_date_value,
     date_values,
+    exdate_keys,
     instance_key,
     instance_start,
     is_this_and_future,
@@ -197,7 +198,7 @@ def _drop_superseded_overrides(instances: Instances, keep: Iterable[str]) -> Non
     if MASTER not in keep:
         return
     master = instances[MASTER]
-    excluded = {instance_key(d) for d in date_values(master, "EXDATE")}
+    excluded = exdate_keys(master)
     sequence = sequence_of(master)
     kept = set(keep)
     for key in [k for k in instances if k != MASTER and k not in kept]:

@@ -21,13 +21,12 @@ from gateway.core.ical import (
     sequence_of,
     set_attendees,
 )
-from gateway.core.instances import MASTER
+from gateway.core.instances import MASTER, override_from_master
 from gateway.core.itip.compose import attendee_view, compose_message, in_order
 from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,
     SchedulingObject,
     copy_address,
-    derive_instance,
     force_send,
     is_cancelled,
     max_sequence,
@@ -205,7 +204,7 @@ def _instance_in(view: View, key: str) -> Component | None:
     if key in view:
         return view[key]
     master = view.get(MASTER)
-    return derive_instance(master, key) if master is not None else None
+    return override_from_master(master, key)
 
 
 def _cancel(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from icalendar import Calendar, Component, vCalAddress
 
@@ -16,20 +16,16 @@ from gateway.core.addresses import normalize_address
 from gateway.core.ical import (
     attendee_properties,
     components_of,
-    copy_component,
-    dt_value,
     find_attendee,
+    organizer_of,
     sequence_of,
-    start_of,
     uid_of,
 )
 from gateway.core.instances import (
     MASTER,
     add_date_value,
-    date_values,
-    has_recurrence,
-    instance_key,
     instance_start,
+    override_from_master,
     recurrence_key_of,
 )
 from gateway.core.model import NamedError
@@ -68,10 +64,10 @@ class SchedulingObject:
         if key in self.components:
             return self.components[key]
         master = self.master
-        return derive_instance(master, key) if master is not None else None
+        return override_from_master(master, key)
 
     def organizers(self) -> set[str]:
-        found = (organizer_address(c) for c in self.components.values())
+        found = (organizer_of(c) for c in self.components.values())
         return {a for a in found if a is not None}
 
     def attendees(self) -> list[str]:
@@ -107,10 +103,6 @@ def read_object(calendar: Calendar | None) -> SchedulingObject | None:
     return SchedulingObject(calendar, uid, by_key)
 
 
-def organizer_address(component: Component) -> str | None:
-    return normalize_address(component.get("ORGANIZER"))
-
-
 def schedule_agent(prop: object) -> str:
     """SCHEDULE-AGENT of an ORGANIZER or ATTENDEE property; SERVER when absent (RFC 6638 §7.1)."""
     params = getattr(prop, "params", {})
@@ -131,42 +123,6 @@ def is_scheduled_attendee(component: Component, address: str) -> bool:
 
 def is_cancelled(component: Component) -> bool:
     return str(component.get("STATUS", "")).strip().upper() == "CANCELLED"
-
-
-def exdate_keys(component: Component) -> set[str]:
-    return {instance_key(v) for v in date_values(component, "EXDATE")}
-
-
-def derive_instance(master: Component, key: str) -> Component | None:
-    """The instance of a recurring master at ``key`` as a standalone component, or None.
-
-    None when the master does not recur or excludes the instance. Used to compare an
-    override with what the instance was before it was overridden.
-    """
-    if key == MASTER or not has_recurrence(master) or key in exdate_keys(master):
-        return None
-    recurrence_id = instance_start(master, key)
-    start = start_of(master)
-    if recurrence_id is None or start is None:
-        return None
-    instance = copy_component(master)
-    for name in (*_RECURRENCE_PROPERTIES, "DTSTART", "RECURRENCE-ID"):
-        instance.pop(name, None)
-    instance.add("DTSTART", recurrence_id)
-    instance.add("RECURRENCE-ID", recurrence_id)
-    for name in ("DTEND", "DUE"):
-        end = dt_value(master.get(name))
-        if isinstance(end, (datetime, date)):
-            instance.pop(name, None)
-            instance.add(name, recurrence_id + _difference(start, end))
-    return instance
-
-
-def _difference(start: datetime | date, end: datetime | date) -> timedelta:
-    try:
-        return end - start  # type: ignore[operator]
-    except TypeError:
-        return timedelta(0)
 
 
 def exclude_instance(master: Component, key: str) -> None:
