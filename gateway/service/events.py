@@ -58,14 +58,15 @@ def put_event(session: Session, actor: PrincipalRef, text: str, now: datetime) -
     """Create or change an object in the actor's calendar and schedule what that requires."""
     calendar = _read_object(text, actor)
     uid = uid_of(components_of(calendar)[0])
-    return _commit(session, actor, uid, calendar, _role_address(actor, calendar), now)
+    old = calendars.load_object(session, actor.id, uid)
+    return _commit(session, actor, uid, old, calendar, _role_address(actor, calendar), now)
 
 
 def delete_event(session: Session, actor: PrincipalRef, uid: str, now: datetime) -> Change:
     """Remove an object from the actor's calendar: attendees are cancelled, or the organizer told."""
     old = _existing(session, actor, uid)
     assert old.calendar is not None
-    return _commit(session, actor, uid, None, _role_address(actor, old.calendar), now)
+    return _commit(session, actor, uid, old, None, _role_address(actor, old.calendar), now)
 
 
 def reply_event(
@@ -83,14 +84,14 @@ def reply_event(
         raise EventError("not-an-attendee", f"{actor.address} is not invited to that instance")
     attendee.params["PARTSTAT"] = partstat.value
     attendee.params.pop("RSVP", None)
-    return _commit(session, actor, uid, new, address, now, comment=comment)
+    return _commit(session, actor, uid, old, new, address, now, comment=comment)
 
 
 def _commit(
-    session: Session, actor: PrincipalRef, uid: str, new: Calendar | None, address: str, now: datetime,
-    *, comment: str | None = None,
+    session: Session, actor: PrincipalRef, uid: str, old: Stored, new: Calendar | None, address: str,
+    now: datetime, *, comment: str | None = None,
 ) -> Change:
-    old = calendars.load_object(session, actor.id, uid)
+    """Plan the change from the stored ``old`` to ``new``, store it, and deliver what it requires."""
     try:
         plan = plan_itip(old.calendar, new, address, now, comment=comment)
     except PlanError as error:
