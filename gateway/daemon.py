@@ -20,10 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
 from sqlalchemy.exc import OperationalError
 
+from gateway.clock import utcnow
 from gateway.config import Config, ConfigError, load_config
 from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
@@ -43,9 +43,6 @@ DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queue
 CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown
 MAX_BACKOFF = 30.0
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class ServeError(Exception):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -35,9 +34,6 @@ class Exit(Exception):
         super().__init__(message)
         self.code = code
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Context:

@@ -14,8 +14,8 @@ from gateway.cli.base import (
     emit,
     guarded,
     pass_context,
-    utcnow,
 )
+from gateway.clock import utcnow
 from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
 from gateway.core.model import Kind, PartStat
 from gateway.service import events

@@ -21,8 +21,8 @@ from gateway.cli.base import (
     emit,
     guarded,
     pass_context,
-    utcnow,
 )
+from gateway.clock import utcnow
 from gateway.config import ConfigError
 from gateway.service import outbound, receive
 from gateway.store import intake, outbox

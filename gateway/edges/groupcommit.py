@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from datetime import datetime, timezone
 
+from gateway.clock import utcnow
 from gateway.service.receive import message_id_of
 from gateway.store import intake
 from gateway.store.db import Database
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 32 * 2**20
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class GroupCommitter:

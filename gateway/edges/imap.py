@@ -21,10 +21,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 
 from imapclient import IMAPClient
 
+from gateway.clock import utcnow
 from gateway.config import ImapAccount
 from gateway.edges.imap_session import (
     ensure_folder,
@@ -52,9 +53,6 @@ STOP_CHECK = 0.5  # seconds between looks at the stop event while idling
 LOCK_RETRY = 30.0  # seconds between attempts to take a mailbox another process polls
 DELETED = b"\\Deleted"
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class ConnectionClosed(Exception):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from gateway.clock import utcnow
 from gateway.config import Config
 from gateway.core.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
@@ -34,9 +35,6 @@ MAX_BACKOFF = 30.0  # seconds, while the database is unavailable
 COMMANDS_PER_MESSAGE = 5  # connect/EHLO/STARTTLS/AUTH, MAIL, RCPT, DATA: each may take the whole timeout
 LEASE_MARGIN = timedelta(minutes=5)
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Sender:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
 
+from gateway.clock import utcnow
 from gateway.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.ical import organizer_of, parse_calendar
@@ -62,7 +63,7 @@ class SendResult:
     schedule_status: ScheduleStatus | None = None  # None: no organizer's copy was changed
 
 
-def composer_for(config: Config, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Compose:
+def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Compose:
     """The composer of every outbound mail: ``gateway.core.imip`` renders, ``gateway.mailauth`` signs.
 
     The calendar goes out as the row holds it (``ics``); the human parts are rendered in
