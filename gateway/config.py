@@ -173,6 +173,7 @@ def _networks(values: Any, setting: str) -> tuple[Network, ...]:
 
 OUTBOUND_SETTINGS = (
     "starttls", "ca_file", "username", "password_file", "timeout", "lifetime", "retry_min", "retry_max",
+    "poll_interval",
 )
 DAY = 86400.0
 
@@ -196,13 +197,14 @@ class OutboundOptions:
     lifetime: float = 5 * DAY
     retry_min: float = 300.0
     retry_max: float = 3600.0
+    poll_interval: float = 5.0  # seconds between looks at the outbox for rows queued by other processes
 
     @classmethod
     def from_toml(cls, section: dict[str, Any], setting: str = "[outbound]") -> OutboundOptions:
         values = {name: section[name] for name in OUTBOUND_SETTINGS if name in section}
         if not isinstance(values.get("starttls", False), bool):
             raise ConfigError(f"{setting} starttls: must be true or false")
-        for name in ("timeout", "lifetime", "retry_min", "retry_max"):
+        for name in ("timeout", "lifetime", "retry_min", "retry_max", "poll_interval"):
             value = values.get(name, getattr(cls, name))
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{setting} {name}: {value!r} is not a positive number of seconds")

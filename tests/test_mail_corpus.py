@@ -39,7 +39,7 @@ def corpus_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 
 def _expected_state(case: dict[str, object]) -> tuple[IntakeState, str | None]:
     if case["bounce"]:
-        return IntakeState.IGNORED, "delivery-report"
+        return IntakeState.IGNORED, "unmatched-delivery-report"  # none of these bounces returns mail sent from here
     if case["tnef"] and not case["calendar_parts"]:
         return IntakeState.HELD, "tnef-invitation"
     if not case["calendar_parts"]:

@@ -21,6 +21,7 @@ import pytest
 from gateway.config import Config, Listener, OutboundOptions
 from gateway.core.itip.schedulestatus import schedule_statuses
 from gateway.core.model import Kind
+from gateway.core.replyaddress import TokenAddress, read_token_address
 from gateway.edges.sender import Sender
 from gateway.service import events
 from gateway.service.outbound import SendResult
@@ -142,7 +143,8 @@ def test_a_delivered_invitation_is_sent_and_the_organizers_copy_says_1_1(
     for outbox_id in ids:
         sent = row(site, outbox_id)
         mail = by_rcpt[(sent.recipient,)]
-        assert mail.mail_from == f"bounce+{outbox_id}@{REPLY_DOMAIN}"
+        assert mail.mail_from == f"bounce+{outbox_id}.{sent.reply_token}@{REPLY_DOMAIN}"
+        assert read_token_address(mail.mail_from) == TokenAddress(sent.reply_token, outbox_id)
         assert mail.message_id == sent.message_id
         assert (sent.state, sent.attempts, sent.finished_at, sent.claimed_until) == ("sent", 1, NOW, None)
         assert status(site, "u-sent", sent.recipient) == {"1.1"}
@@ -310,7 +312,7 @@ def test_postfix_smtp_sink_takes_an_invitation(site: Database, clock: Clock) -> 
         sink_context.__exit__(None, None, None)
     sent = row(site, outbox_id)
     assert result.state is OutboxState.SENT and sent.state == "sent"
-    assert (mail.mail_from, mail.rcpt_to) == (f"bounce+{outbox_id}@{REPLY_DOMAIN}", (CAROL,))
+    assert (mail.mail_from, mail.rcpt_to) == (f"bounce+{outbox_id}.{sent.reply_token}@{REPLY_DOMAIN}", (CAROL,))
     assert f"Message-ID: {sent.message_id}".encode() in mail.content
     assert status(site, "u-postfix", CAROL) == {"1.1"}
 

@@ -1,11 +1,14 @@
-"""Commands for the operator's upkeep: ``db upgrade``, ``check-config``."""
+"""Commands for the operator's upkeep: ``db upgrade``, ``check-config``, and ``demo``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from gateway.cli.base import (
     Context,
+    Exit,
     cli,
     guarded,
     pass_context,
@@ -33,3 +36,14 @@ def check_config(context: Context) -> None:
     config = context.config
     click.echo(f"configuration: {config.source}")
     click.echo(f"database: {config.database_url}")
+
+
+@cli.command("demo")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
+              help="Work in this directory and leave the database, configuration and log behind.")
+def demo(keep: Path | None) -> None:
+    """Run the five scenarios end to end on loopback, narrated (needs no configuration)."""
+    from gateway.demo import run_demo
+
+    if not run_demo(click.echo, keep):
+        raise Exit(1, "the demo failed")

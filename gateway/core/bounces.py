@@ -3,8 +3,8 @@
 A report is a ``multipart/report`` of type delivery-status, or any message with a
 ``message/delivery-status`` part of its own; a non-standard bounce is one from
 ``mailer-daemon`` or ``postmaster`` with a subject that says so. From a report are read
-the recipients it gives up on, with their status codes, and the Message-ID of the
-message it returns.
+the recipients it gives up on, with their status codes, the actions it reports (a
+"delayed" warning is not a failure), and the Message-ID of the message it returns.
 """
 
 from __future__ import annotations
@@ -57,6 +57,17 @@ def failed_recipients(nodes: Iterable[Node]) -> tuple[tuple[str, str], ...]:
         for node in nodes
         if node.content_type == DSN_TYPE and not node.forwarded
         for recipient in _failed_in(node.entity)
+    )
+
+
+def report_actions(nodes: Iterable[Node]) -> frozenset[str]:
+    """The ``Action`` values of every recipient in the reports (failed, delayed, delivered, relayed, expanded)."""
+    return frozenset(
+        fields["action"].split("(")[0].strip().lower()
+        for node in nodes
+        if node.content_type == DSN_TYPE and not node.forwarded
+        for fields in _dsn_blocks(node.entity)
+        if fields.get("action")
     )
 
 

@@ -17,6 +17,7 @@ from gateway.core.bounces import (
     EMBEDDED_MESSAGE_TYPES,
     failed_recipients,
     looks_like_bounce,
+    report_actions,
     returned_message_id,
 )
 from gateway.core.charsets import NEWLINE
@@ -93,6 +94,12 @@ class BounceReport:
     original_message_id: str | None
     failed_recipients: tuple[tuple[str, str], ...]
     calendar_parts: tuple[CalendarPart, ...]
+    actions: frozenset[str] = frozenset()
+
+    @property
+    def is_failure(self) -> bool:
+        """A report of a failed delivery; a non-standard bounce names no actions and counts as one."""
+        return bool(self.failed_recipients) or "failed" in self.actions or not self.actions
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ def _empty_mail(defect: str) -> ParsedMail:
 
 
 def _read_bounce(nodes: tuple[Node, ...], calendars: tuple[CalendarPart, ...]) -> BounceReport:
-    return BounceReport(returned_message_id(nodes), failed_recipients(nodes), calendars)
+    return BounceReport(returned_message_id(nodes), failed_recipients(nodes), calendars, report_actions(nodes))
 
 
 # -- Calendar parts -----------------------------------------------------------------

@@ -29,7 +29,6 @@ from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-POLL_INTERVAL = 5.0  # seconds between looks at the outbox when nobody pokes the sender
 BATCH = 10  # rows claimed per pass
 MAX_BACKOFF = 30.0  # seconds, while the database is unavailable
 COMMANDS_PER_MESSAGE = 5  # connect/EHLO/STARTTLS/AUTH, MAIL, RCPT, DATA: each may take the whole timeout
@@ -90,7 +89,7 @@ class Sender:
                 if backoff:
                     log.info("sender resumed")
                 backoff = 0.0
-            await wait_any(self._wake, stop, timeout=backoff or POLL_INTERVAL)
+            await wait_any(self._wake, stop, timeout=backoff or self.config.outbound.poll_interval)
 
     async def _send(self, relay: Relay, row: OutboxMessage) -> SendResult:
         attempt = await self._attempt(relay, row)

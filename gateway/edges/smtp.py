@@ -32,9 +32,10 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.exc import OperationalError
 
+from gateway.clock import utcnow
 from gateway.config import IntakeOptions, Listener, Network
 from gateway.edges.groupcommit import GroupCommitter
-from gateway.store import directory
+from gateway.service import routing
 from gateway.store.db import Database
 from gateway.store.intake import Envelope
 
@@ -131,7 +132,7 @@ class IntakeHandler:
 
     def _is_local(self, address: str) -> bool:
         with self.db.transaction() as session:
-            return directory.resolve(session, address) is not None
+            return routing.is_deliverable(session, address, utcnow())
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking work in the worker pool; a client that goes away does not cancel it."""

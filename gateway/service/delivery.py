@@ -17,7 +17,8 @@ from gateway.core.ical import serialize_calendar
 from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.types import ApplyResult, Recipient
 from gateway.core.model import Method, OutgoingMessage
-from gateway.store import calendars, directory, inbox, outbox
+from gateway.core.replyaddress import token_expiry
+from gateway.store import calendars, directory, inbox, outbox, replytokens
 from gateway.store.directory import PrincipalRef
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,15 @@ def _inbox_line(principal: PrincipalRef, message: OutgoingMessage, result: Apply
 
 
 def queue_outbound(session: Session, message: OutgoingMessage, recipient: str, now: datetime) -> None:
-    """One outbox row for one non-local recipient."""
+    """One outbox row for one non-local recipient, with the reply token of this event and recipient.
+
+    The row keeps what the recipient was last sent about the event, so that the mail can
+    say what changed.
+    """
+    sender = directory.resolve(session, message.sender)
+    token = "" if sender is None else replytokens.issue(
+        session, sender.id, message.uid, recipient, token_expiry(message.calendar), now
+    )
     row = outbox.enqueue(
         session,
         method=message.method.value,
@@ -86,5 +95,7 @@ def queue_outbound(session: Session, message: OutgoingMessage, recipient: str, n
         ical=serialize_calendar(message.calendar),
         message_id=f"<{uuid.uuid4().hex}@{domain_of(message.sender)}>",
         now=now,
+        reply_token=token,
+        previous_ical=outbox.last_ical_to(session, message.sender, message.uid, recipient),
     )
     log.info("outbox %d: %s %s for %s", row.id, message.method.value, message.uid, recipient)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from gateway.core.itip.schedulestatus import (
 )
 from gateway.core.itip.types import Stored
 from gateway.core.model import Method, OutgoingMessage
+from gateway.core.replyaddress import bounce_address, reply_address
 from gateway.core.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
 from gateway.mailauth import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
@@ -67,8 +68,10 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
     """The composer of every outbound mail: ``gateway.core.imip`` renders, ``gateway.mailauth`` signs.
 
     The calendar goes out as the row holds it (``ics``); the human parts are rendered in
-    English from the shipped or the operator's templates; with ``[outbound.dkim]`` every
-    mail is signed, and a key that cannot be read refuses to start the sender.
+    English from the shipped or the operator's templates and say what changed since the
+    recipient's previous mail; replies are asked for at the row's token address under
+    ``[outbound] reply_domain``; with ``[outbound.dkim]`` every mail is signed, and a key
+    that cannot be read refuses to start the sender.
     """
     renderer = TemplateRenderer(templates_dir_of(config))
     try:
@@ -78,8 +81,10 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
 
     def compose(row: OutboxMessage) -> bytes:
         message = OutgoingMessage(Method(row.method), row.uid, row.sender, (row.recipient,), parse_calendar(row.ical))
+        previous = parse_calendar(row.previous_ical) if row.previous_ical else None
+        reply_to = reply_address(row.reply_token, config.reply_domain) if row.reply_token and config.reply_domain else None
         mail = render_imip(
-            message, recipient=row.recipient, previous=None, reply_to=None, envelope_from=None,
+            message, recipient=row.recipient, previous=previous, reply_to=reply_to, envelope_from=None,
             message_id=row.message_id, thread_id=thread_id(row.uid, row.sender), language="en",
             recipient_zone=None, now=clock(), renderer=renderer, ics=row.ical,
         )
@@ -99,8 +104,10 @@ def retry_policy(config: Config) -> RetryPolicy:
 
 
 def envelope_sender(row: OutboxMessage, reply_domain: str) -> str:
-    """The SMTP MAIL FROM: an address naming the row under the reply domain, so a bounce finds it."""
-    return f"bounce+{row.id}@{reply_domain}" if reply_domain else row.sender
+    """The SMTP MAIL FROM: an address naming the row and its token under the reply domain, so a bounce finds it."""
+    if reply_domain and row.reply_token:
+        return bounce_address(row.reply_token, row.id, reply_domain)
+    return row.sender
 
 
 def claim_due(db: Database, now: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
@@ -148,8 +155,11 @@ def update_schedule_status(session: Session, row: OutboxMessage, code: ScheduleS
     stored = calendars.load_object(session, principal.id, row.uid)
     if stored.calendar is None or not any(organizer_of(c) in principal.addresses for c in stored.components):
         return False
-    if schedule_statuses(stored.calendar, row.recipient) in (set(), {code.value}):
+    current = schedule_statuses(stored.calendar, row.recipient)
+    if current in (set(), {code.value}):
         return False  # no longer invited, or already so
+    if code is ScheduleStatus.SENT and all(c.startswith("2.") for c in current):
+        return False  # the attendee's answer came first: it was delivered, which says more than "sent"
     updated = set_schedule_status(stored.calendar, row.recipient, code)
     calendars.save_object(session, principal.id, row.uid, Stored(updated, stored.state), now)
     return True
@@ -173,7 +183,7 @@ def _log(row: OutboxMessage, result: SendResult) -> None:
     elif result.state is OutboxState.QUEUED:
         assert result.next_attempt_at is not None
         log.info("outbox %d %s: deferred, attempt %d, next at %s (%s)%s", row.id, row.message_id, row.attempts,
-                 result.next_attempt_at.astimezone(timezone.utc).isoformat(timespec="seconds"), result.detail, status)
+                 result.next_attempt_at.astimezone(UTC).isoformat(timespec="seconds"), result.detail, status)
     else:
         log.warning("outbox %d %s: failed for %s: %s%s", row.id, row.message_id, row.recipient, result.detail, status)
 

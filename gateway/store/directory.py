@@ -85,6 +85,12 @@ def list_principals(session: Session) -> list[PrincipalRef]:
     return [_ref(p) for p in rows]
 
 
+def principal_by_id(session: Session, principal_id: int) -> PrincipalRef | None:
+    """A principal by its row id, or None when it is gone."""
+    principal = session.get(Principal, principal_id)
+    return _ref(principal) if principal is not None else None
+
+
 def resolve(session: Session, address: str) -> PrincipalRef | None:
     """The local principal an address (primary or alias, any case, with or without mailto:) reaches."""
     return resolve_many(session, [address]).get(normalize_address(address) or "")

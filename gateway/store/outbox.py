@@ -31,7 +31,8 @@ class OutboxNotFound(Exception):
 
 
 def enqueue(
-    session: Session, *, method: str, uid: str, sender: str, recipient: str, ical: str, message_id: str, now: datetime
+    session: Session, *, method: str, uid: str, sender: str, recipient: str, ical: str, message_id: str, now: datetime,
+    reply_token: str = "", previous_ical: str = "",
 ) -> OutboxMessage:
     """Queue one message for one recipient, due now."""
     row = OutboxMessage(
@@ -46,10 +47,31 @@ def enqueue(
         attempts=0,
         next_attempt_at=now,
         last_error="",
+        reply_token=reply_token,
+        previous_ical=previous_ical,
     )
     session.add(row)
     session.flush()
     return row
+
+
+def last_ical_to(session: Session, sender: str, uid: str, recipient: str) -> str:
+    """The calendar of the latest message about ``uid`` from ``sender`` to ``recipient`` not given up on; "" if none."""
+    query = (
+        select(OutboxMessage.ical)
+        .where(
+            OutboxMessage.sender == sender, OutboxMessage.uid == uid[:500], OutboxMessage.recipient == recipient,
+            OutboxMessage.state.in_([OutboxState.QUEUED.value, OutboxState.SENT.value]),
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first() or ""
+
+
+def find_by_message_id(session: Session, message_id: str) -> OutboxMessage | None:
+    """The row that sent a Message-ID (a bounce names the message it returns)."""
+    return session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id).limit(1)).first()
 
 
 def list_messages(session: Session, *, states: tuple[OutboxState, ...] = ()) -> list[OutboxMessage]:

@@ -1,4 +1,4 @@
-"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, IMAP mailboxes.
+"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, reply tokens, IMAP mailboxes.
 
 Tables only; queries live with the modules that own each table. Changes to this file
 come with an Alembic migration in ``gateway/store/migrations/versions``.
@@ -162,6 +162,21 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # a sender is at it
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # sent, failed or dropped
+    reply_token: Mapped[str] = mapped_column(String(40), default="")  # "": replies go to the sender itself
+    previous_ical: Mapped[str] = mapped_column(Text, default="")  # what this recipient was sent before, if anything
+
+
+class ReplyToken(Base):
+    """An unguessable name for one (event, outside party) pair of a local principal, used in reply and bounce addresses."""
+
+    __tablename__ = "reply_tokens"
+    __table_args__ = (UniqueConstraint("principal_id", "uid", "address"),)
+    token: Mapped[str] = mapped_column(String(40), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(500))
+    address: Mapped[str] = mapped_column(String(320))  # the outside party: the attendee, or the organizer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # None: an endless series
 
 
 class ImapMailbox(Base):

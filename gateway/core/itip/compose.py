@@ -35,7 +35,7 @@ from gateway.core.itip.resource import (
     strip_parameters,
     utc_now,
 )
-from gateway.core.model import Method, OutgoingMessage
+from gateway.core.model import Method, OutgoingMessage, PartStat
 
 _NOT_IN_REPLY = ("COMMENT", "REQUEST-STATUS")
 _NOT_IN_REFRESH_ATTENDEE = ("RSVP", "PARTSTAT")
@@ -191,8 +191,13 @@ def build_reply(
     *,
     keys: Iterable[str] | None = None,
     comment: str | None = None,
+    partstat: PartStat | None = None,
 ) -> OutgoingMessage:
-    """The attendee's REPLY for the given instance keys (default: every component it is in)."""
+    """The attendee's REPLY for the given instance keys (default: every component it is in).
+
+    The answer is the PARTSTAT stored for the attendee, or ``partstat`` when given (an
+    answer the attendee gave by other means, such as a plain email).
+    """
     now = utc_now(now)
     obj = _read(stored)
     organizer = organizer_of_object(obj)
@@ -204,20 +209,22 @@ def build_reply(
         component = obj.instance(key)
         if component is None:
             raise PlanError("instance-not-found", key)
-        components.append(reply_component(component, attendee, comment))
+        components.append(reply_component(component, attendee, comment, partstat))
     if not components:
         raise PlanError("attendee-not-in-event", attendee)
     return compose_message(Method.REPLY, components, stored, attendee, organizer, now)
 
 
-def reply_component(component: Component, attendee: str, comment: str | None) -> Component:
+def reply_component(
+    component: Component, attendee: str, comment: str | None, partstat: PartStat | None = None
+) -> Component:
     """A component as the attendee's answer: exactly one ATTENDEE, its own COMMENT (RFC 5546 §3.2.3)."""
     prop = find_attendee(component, attendee)
     if prop is None:
         raise PlanError("actor-not-in-event", attendee)
     answer = vCalAddress(str(prop))
     answer.params.update(prop.params)
-    answer.params["PARTSTAT"] = partstat_of(prop)
+    answer.params["PARTSTAT"] = partstat.value if partstat is not None else partstat_of(prop)
     answer.params.pop("RSVP", None)
     reply = copy_component(component)
     for name in ("ATTENDEE", *_NOT_IN_REPLY):

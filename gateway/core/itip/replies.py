@@ -17,6 +17,7 @@ from gateway.core.addresses import as_uri, normalize_address
 from gateway.core.ical import (
     attendee_properties,
     components_of,
+    copy_calendar,
     copy_component,
     find_attendee,
     partstat_of,
@@ -39,6 +40,31 @@ from gateway.core.model import Outcome
 
 COMMENT_PARAM = "X-RESPONSE-COMMENT"  # where Google keeps an attendee's answer comment
 _UNSAFE_PARAM_CHARS = re.compile(r'["\x00-\x1f\x7f]+')
+
+
+def attribute_reply(message: Calendar, stored: Calendar | None, attendee: str) -> Calendar:
+    """The message as ``attendee``'s answer where it names one attendee the stored object does not invite.
+
+    A reply that came back through ``attendee``'s reply token but names an address the
+    invitation was not sent to (the attendee's alias, a forwarding mailbox) is that
+    attendee's answer (INTEROP rule 11). A reply naming another invited attendee is left
+    as it is: whether that is allowed is for the trust rules to decide.
+    """
+    invited = {
+        address for component in (components_of(stored) if stored is not None else [])
+        for prop in attendee_properties(component) if (address := normalize_address(prop)) is not None
+    }
+    attributed = copy_calendar(message)
+    for component in components_of(attributed):
+        answers = attendee_properties(component)
+        named = normalize_address(answers[0]) if len(answers) == 1 else None
+        if named is None or named == attendee or named in invited:
+            continue
+        replacement = vCalAddress(as_uri(attendee))
+        replacement.params.update(answers[0].params)
+        component.pop("ATTENDEE")
+        component.add("ATTENDEE", replacement, encode=False)
+    return attributed
 
 
 def organizer_problem(stored: Stored, recipient: Recipient) -> ApplyResult | None:
