@@ -220,6 +220,35 @@ class OutboundOptions:
 
 
 @dataclass(frozen=True)
+class TrustOptions:
+    """How senders are verified: whose Authentication-Results to believe, and DNS for DKIM keys.
+
+    ``authserv_ids``: the authserv-ids of the operator's own MTA; an
+    Authentication-Results header from anyone else is ignored. ``dns = false`` verifies
+    only signatures whose keys a partner file pins.
+    """
+
+    authserv_ids: tuple[str, ...] = ()
+    dns: bool = True
+    dns_timeout: float = 5.0
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any]) -> TrustOptions:
+        unknown = sorted(set(section) - {"authserv_ids", "dns", "dns_timeout"})
+        if unknown:
+            raise ConfigError(f"[trust]: unknown setting {', '.join(unknown)}")
+        ids = section.get("authserv_ids", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise ConfigError("[trust] authserv_ids: must be a list of names")
+        dns, timeout = section.get("dns", True), section.get("dns_timeout", cls.dns_timeout)
+        if not isinstance(dns, bool):
+            raise ConfigError("[trust] dns: must be true or false")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"[trust] dns_timeout: {timeout!r} is not a positive number of seconds")
+        return cls(tuple(i.lower() for i in ids), dns, float(timeout))
+
+
+@dataclass(frozen=True)
 class DkimKey:
     domain: str
     selector: str
@@ -241,7 +270,8 @@ class Config:
     dkim: DkimKey | None = None
     http: Listener = Listener("127.0.0.1", 8025)
     public_url: str = ""
-    policy_files: tuple[str, ...] = ()
+    policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
+    trust: TrustOptions = TrustOptions()
     source: str = "built-in defaults"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -313,7 +343,8 @@ def _from_toml(data: dict[str, Any], source: str) -> Config:
         dkim=DkimKey(**dkim) if dkim else None,
         http=Listener.parse(str(http.get("listen", defaults.http)), "[http] listen"),
         public_url=str(http.get("public_url", "")),
-        policy_files=tuple(str(p) for p in policy.get("files", [])),
+        policy_files=tuple(str(Path(source).parent / str(p)) for p in policy.get("files", [])),
+        trust=TrustOptions.from_toml(_section(data, "trust")),
         source=source,
         raw=data,
     )

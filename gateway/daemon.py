@@ -32,6 +32,7 @@ from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.outbound import ComposerUnavailable, composer_for
 from gateway.service.receive import Receipt, process_queued
+from gateway.service.trust import Trust, load_trust
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
 
@@ -54,6 +55,7 @@ class Daemon:
 
     def __init__(self, config: Config, db: Database, config_path: str | None = None) -> None:
         self.config = config
+        self.trust = load_trust(config)  # a PolicyError here is a configuration error: exit 78
         self.db = db
         self.config_path = config_path
         self.gate = WriteGate.for_database(db)
@@ -85,8 +87,8 @@ class Daemon:
                       for n in range(self.config.processing_workers)]
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         sdnotify.notify(sdnotify.READY)
-        log.info("ready: %d listeners, %d IMAP pollers, %d processors, database %s", len(self.listeners),
-                 len(self.pollers), len(processors), self.db.engine.url.render_as_string())
+        log.info("ready: %d listeners, %d IMAP pollers, %d processors, database %s; %s", len(self.listeners),
+                 len(self.pollers), len(processors), self.db.engine.url.render_as_string(), _describe(self.trust))
         await self._stop.wait()
         log.info("stopping: no new mail is taken")
         sdnotify.notify(sdnotify.STOPPING)
@@ -134,19 +136,19 @@ class Daemon:
                 pass
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration's policy files. Listeners and pollers keep their settings."""
+        """SIGHUP: re-read the configuration and its policy files; on any error the running policy stays.
+
+        Listeners, pollers and the sender keep the settings they started with.
+        """
         sdnotify.notify(sdnotify.RELOADING)
         try:
             config = load_config(self.config_path)
+            trust = load_trust(config, self.trust.resolver)
         except ConfigError as error:
-            log.error("reload failed, keeping the running configuration: %s", error)
-            sdnotify.notify(sdnotify.READY)
-            return
-        readable = [path for path in config.policy_files if _readable(path)]
-        for path in sorted(set(config.policy_files) - set(readable)):
-            log.error("reload: cannot read policy file %s", path)
-        self.config = config
-        log.info("reloaded %s: %d of %d policy files read", config.source, len(readable), len(config.policy_files))
+            log.error("reload failed, keeping the running policy: %s", error)
+        else:
+            self.config, self.trust = config, trust
+            log.info("reloaded %s: %s", config.source, _describe(trust))
         sdnotify.notify(sdnotify.READY)
 
     async def _start_listeners(self) -> None:
@@ -234,7 +236,8 @@ class Daemon:
         return False
 
     def _process_batch(self) -> list[Receipt]:
-        receipts = self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH))
+        trust = self.trust
+        receipts = self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH, trust))
         if receipts and self.sender is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
         return receipts
@@ -265,13 +268,11 @@ def _log_failure(error: Exception, consequence: str) -> None:
         log.exception("processor error: %s", consequence)
 
 
-def _readable(path: str) -> bool:
-    try:
-        with open(path, "rb") as file:
-            file.read(1)
-        return True
-    except OSError:
-        return False
+def _describe(trust: Trust) -> str:
+    if not trust.verifies_senders:
+        return "no [policy] files: scheduling mail is applied without verifying senders"
+    policy = trust.policy
+    return f"policy of {len(policy.rules)} rules, {len(policy.partners)} partners, {len(trust.relays)} relays"
 
 
 def run_daemon(config: Config, config_path: str | None = None) -> int:

@@ -1,11 +1,16 @@
-"""DKIM signing of outgoing mail (RFC 6376) with ed25519 (RFC 8463) or RSA keys from files.
+"""DKIM (RFC 6376) for Reefknot: signing outgoing mail, verifying every signature of incoming mail.
 
-dkimpy does what must match every verifier byte for byte: parsing the message,
-relaxed/relaxed canonicalization, the header hash with the signature's own ``b=``
-emptied. The private-key operation is done by the ``cryptography`` package, because
-dkimpy's RSA is pure Python and costs several milliseconds a message. What ``sign``
-returns is the exact bytes to send: the DKIM-Signature header followed by the message.
-Not for verifying incoming mail (that is the trust rules' job) and not for sending.
+Signing uses ed25519 (RFC 8463) or RSA keys from files. dkimpy does what must match
+every verifier byte for byte: parsing the message, relaxed/relaxed canonicalization,
+the header hash with the signature's own ``b=`` emptied. The private-key operation is
+done by the ``cryptography`` package, because dkimpy's RSA is pure Python and costs
+several milliseconds a message. What ``sign`` returns is the exact bytes to send: the
+DKIM-Signature header followed by the message.
+
+``verify_dkim`` checks each DKIM-Signature and says, per signature, pass, fail,
+temperror or permerror (RFC 8601's words); pinned keys replace DNS for their domains.
+What a verified signature means for the iTIP role of the sender is decided by
+``gateway.core.authority``. Not for sending.
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import dkim  # type: ignore[import-untyped]
+import dns.exception
+import dns.resolver
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 from dkim.canonicalization import CanonicalizationPolicy  # type: ignore[import-untyped]
@@ -160,3 +171,183 @@ def _fold_base64(value: bytes) -> bytes:
     width = _FOLD_AT - 2
     first, rest = value[:width - 2], value[width - 2:]
     return first + b"".join(b"\r\n\t" + rest[i:i + width] for i in range(0, len(rest), width))
+
+
+# -- Verifying ------------------------------------------------------------------------
+
+TxtLookup = Callable[[str, float], "bytes | None"]
+KEY_CACHE_TTL = 300.0  # seconds a key record (or its absence) is reused
+_NO_PINS: Mapping[str, bytes] = MappingProxyType({})
+
+
+class DnsTemporaryError(Exception):
+    """The DNS did not answer in time, or failed: try again later (RFC 6376 §6.1.2, TEMPFAIL)."""
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    """One DKIM-Signature's outcome: ``pass``, ``fail``, ``temperror`` or ``permerror`` (RFC 8601 §2.7.1)."""
+
+    domain: str
+    selector: str
+    result: str
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.result == "pass"
+
+
+def dns_txt_lookup(name: str, timeout: float, resolver: dns.resolver.Resolver | None = None) -> bytes | None:
+    """The DKIM key record at ``name`` (its strings joined); None when there is none.
+
+    Raises DnsTemporaryError when no server answers within ``timeout`` seconds or all fail.
+    """
+    try:
+        answer = (resolver or dns.resolver.get_default_resolver()).resolve(
+            name, "TXT", lifetime=timeout, search=False
+        )
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return None
+    except dns.exception.DNSException as error:
+        raise DnsTemporaryError(f"{name}: {type(error).__name__}: {error}") from error
+    records = [b"".join(rdata.strings) for rdata in answer]
+    return next((r for r in records if b"p=" in r), records[0] if records else None)
+
+
+class KeyResolver:
+    """DKIM key records from a TXT lookup, each kept ``ttl`` seconds (absent ones too; failures never).
+
+    Shared by every verification in a process, so that a busy sender's key is fetched
+    once a few minutes, not once a message.
+    """
+
+    def __init__(
+        self, lookup: TxtLookup = dns_txt_lookup, *, ttl: float = KEY_CACHE_TTL, max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup, self._ttl, self._max, self._clock = lookup, ttl, max_entries, clock
+        self._cache: dict[str, tuple[float, bytes | None]] = {}
+        self._lock = threading.Lock()
+
+    def txt(self, name: str, timeout: float) -> bytes | None:
+        """The record at ``name``, from the cache while fresh; raises DnsTemporaryError."""
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = self._lookup(name, timeout)
+        with self._lock:
+            self._cache.pop(name, None)
+            while len(self._cache) >= self._max:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[name] = (now + self._ttl, record)
+        return record
+
+
+_default_resolver: KeyResolver | None = None
+
+
+def default_resolver() -> KeyResolver:
+    """The process's shared KeyResolver over the system's DNS resolver."""
+    global _default_resolver
+    if _default_resolver is None:
+        _default_resolver = KeyResolver()
+    return _default_resolver
+
+
+def verify_dkim(
+    raw: bytes, *, pinned_keys: Mapping[str, bytes] = _NO_PINS, dns_timeout: float = 5.0,
+    resolver: KeyResolver | None = None,
+) -> list[DkimResult]:
+    """Verify every DKIM-Signature of ``raw``, topmost first; never raises for a bad signature or DNS.
+
+    ``pinned_keys`` maps a domain (or ``selector._domainkey.domain``) to its key record
+    (``b"v=DKIM1; k=ed25519; p=…"``): a signature of a pinned domain is checked against
+    the pinned records only, and DNS is never asked about that domain. A message dkimpy
+    cannot read has no verifiable signature: the list is empty.
+    """
+    pins = {_record_name(k): v for k, v in pinned_keys.items()}
+    try:
+        verifier = dkim.DKIM(raw, timeout=dns_timeout)
+    except dkim.DKIMException:
+        return []
+    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    keys = resolver or default_resolver()
+    return [_verify_one(verifier, index, value, _KeySource(pins, keys)) for index, value in enumerate(signatures)]
+
+
+def _verify_one(verifier: dkim.DKIM, index: int, header_value: bytes, source: _KeySource) -> DkimResult:
+    domain, selector, problem = _read_signature(header_value)
+    if problem:
+        return DkimResult(domain, selector, "permerror", problem)
+    try:
+        valid = verifier.verify(idx=index, dnsfunc=source)
+    except dkim.ValidationError as error:  # the body hash does not match
+        return DkimResult(domain, selector, "fail", str(error)[:200])
+    except ValueError as error:  # PyNaCl: an ed25519 signature of the wrong length, or for another key type
+        return DkimResult(domain, selector, "fail", f"{type(error).__name__}: {error}"[:200])
+    except (dkim.DKIMException, TypeError, KeyError, IndexError) as error:  # a key too small, an unknown key type
+        return DkimResult(domain, selector, "permerror", f"{type(error).__name__}: {error}"[:200])
+    if valid:
+        return DkimResult(domain, selector, "pass")
+    result, detail = source.problem or ("fail", "the signature does not verify")
+    return DkimResult(domain, selector, result, detail)
+
+
+def _read_signature(header_value: bytes) -> tuple[str, str, str]:
+    """The ``d=`` and ``s=`` of a DKIM-Signature, and why it cannot be verified at all ('' when it can).
+
+    Read apart from dkimpy's verification so that a malformed signature (missing tags,
+    expired) is a permanent error that still names its signer.
+    """
+    try:
+        tags = dkim.util.parse_tag_value(header_value)
+    except dkim.util.InvalidTagValueList as error:
+        return "", "", f"unreadable tag list: {error}"[:200]
+    domain = tags.get(b"d", b"").decode("ascii", "replace").strip().lower().rstrip(".")
+    selector = tags.get(b"s", b"").decode("ascii", "replace").strip()
+    try:
+        dkim.validate_signature_fields(tags)
+    except dkim.DKIMException as error:
+        return domain, selector, str(error)[:200]
+    return domain, selector, ""
+
+
+def _record_name(name: str | bytes) -> str:
+    text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+    return text.strip().lower().rstrip(".")
+
+
+class _KeySource:
+    """dkimpy's ``dnsfunc`` for one signature: pinned records first, else the resolver; remembers what went wrong."""
+
+    def __init__(self, pins: Mapping[str, bytes], resolver: KeyResolver) -> None:
+        self.pins, self.resolver = pins, resolver
+        self.problem: tuple[str, str] | None = None
+
+    def __call__(self, name: bytes, timeout: float = 5.0) -> bytes | None:
+        record_name = _record_name(name)
+        domain = record_name.partition("._domainkey.")[2]
+        if record_name in self.pins or domain in self.pins:
+            record: bytes | None = self.pins.get(record_name, self.pins.get(domain))
+        elif any(pin.endswith(f"._domainkey.{domain}") for pin in self.pins):
+            record = None  # the domain is pinned, this selector is not
+        else:
+            try:
+                record = self.resolver.txt(record_name, timeout)
+            except DnsTemporaryError as error:
+                self.problem = ("temperror", str(error)[:200])
+                raise dkim.DnsTimeoutError(str(error)) from error
+        self._check(record_name, record)
+        return record
+
+    def _check(self, name: str, record: bytes | None) -> None:
+        if record is None:
+            self.problem = ("permerror", f"no key record at {name}")
+            return
+        try:
+            dkim.evaluate_pk(name, record)
+        except dkim.DKIMException as error:
+            self.problem = ("permerror", f"unusable key record at {name}: {error}"[:200])

@@ -127,25 +127,47 @@ def test_sigterm_finishes_the_mail_it_holds_and_exits_0(
         socket.create_connection((LOOPBACK, smtp_port), timeout=1)
 
 
-def test_sighup_rereads_the_policy_files_and_keeps_serving(
+def test_sighup_reloads_the_policy_and_a_broken_file_keeps_the_running_one(
     processes: list[ServeProcess], tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    policy = tmp_path / "default.toml"
-    policy.write_text("# rules\n")
-    extra = f'[policy]\nfiles = ["{policy}", "{tmp_path / "missing.toml"}"]\n'
-    config, smtp_port, _ = write_config(tmp_path, sqlite_url, extra=extra)
+    policy = tmp_path / "local.toml"
+    policy.write_text('default = "apply"\n')
+    config, smtp_port, _ = write_config(tmp_path, sqlite_url, extra='[policy]\nfiles = ["local.toml"]\n')
     add_alice(config, capsys)
     daemon = serve(processes, config)
-    daemon.signal(signal.SIGHUP)
-    daemon.wait_for_notice("RELOADING=1", timeout=5)
-    deadline = time.monotonic() + 5
-    while "1 of 2 policy files read" not in daemon.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "cannot read policy file" in daemon.log() and "1 of 2 policy files read" in daemon.log()
-    with smtplib.SMTP(LOOPBACK, smtp_port, timeout=30) as client:
-        client.sendmail(ERIN, [ALICE], invitation("after-hup"))
-    wait_until_processed(sqlite_url, ["<after-hup@test>"])
+
+    def send_and_read_state(uid: str) -> str:
+        with smtplib.SMTP(LOOPBACK, smtp_port, timeout=30) as client:
+            client.sendmail(ERIN, [ALICE], invitation(uid))
+        wait_until_processed(sqlite_url, [f"<{uid}@test>"])
+        with Database(sqlite_url).transaction() as session:
+            return session.scalars(select(IntakeMessage.state).where(IntakeMessage.message_id == f"<{uid}@test>")).one()
+
+    def reload() -> None:
+        daemon.notices.clear()
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_notice("READY=1", timeout=10)
+
+    assert send_and_read_state("before-hup") == "done"
+    policy.write_text('default = "hold"\n[[rule]]\nname = "typo"\naction = "aply"\n')
+    reload()
+    assert "reload failed, keeping the running policy" in daemon.log() and "local.toml:4" in daemon.log()
+    assert send_and_read_state("after-bad-hup") == "done"
+    policy.write_text('default = "hold"\n')
+    reload()
+    assert send_and_read_state("after-good-hup") == "held"
     assert daemon.stop() == 0
+
+
+def test_a_broken_policy_file_at_start_is_a_configuration_error_naming_file_rule_and_line(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "local.toml").write_text('default = "hold"\n\n[[rule]]\nname = "held"\naction = "hold"\nsender = 3\n')
+    config, _, _ = write_config(tmp_path, sqlite_url, extra='[policy]\nfiles = ["local.toml"]\n')
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 78
+    assert "local.toml:" in done.stderr and "rule 'held'" in done.stderr
 
 
 def test_lmtp_on_a_unix_socket(

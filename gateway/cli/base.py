@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.service import events
+from gateway.service.trust import Trust, load_trust
 from gateway.store import directory
 from gateway.store.db import Database, SchemaOutdated
 from gateway.store.directory import DirectoryError, PrincipalRef
@@ -62,6 +63,13 @@ class Context:
                 except SchemaOutdated as error:
                     raise Exit(EX_CONFIG, str(error)) from error
         return self._db
+
+    def trust(self) -> Trust:
+        """The policy and the sender checks the configuration names (a bad policy file: exit 78)."""
+        try:
+            return load_trust(self.config)
+        except ConfigError as error:
+            raise Exit(EX_CONFIG, str(error)) from error
 
     def principal(self, session: Any, address: str) -> PrincipalRef:
         found = directory.resolve(session, address)

@@ -45,7 +45,7 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
         raise Exit(EX_USAGE, f"cannot read {source}: {error.strerror}") from error
     db = context.database()
     try:
-        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow())
+        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust())
     except OperationalError:
         raise
     except Exception as error:  # the message is not durable: the MTA must try again
@@ -67,7 +67,7 @@ def serve(context: Context) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code = run_daemon(context.config, context.config_path)
-    except SchemaOutdated as error:
+    except (SchemaOutdated, ConfigError) as error:  # a policy file that does not load included
         raise Exit(EX_CONFIG, str(error)) from error
     except ServeError as error:
         raise Exit(EX_OSERR, f"cannot serve: {error}") from error
@@ -189,8 +189,8 @@ def quarantine_list(context: Context, as_json: bool) -> None:
 @pass_context
 @guarded
 def quarantine_release(context: Context, intake_id: int) -> None:
-    """Process a held message again."""
-    receipt = receive.release_held(context.database(), intake_id, utcnow())
+    """Apply a held message as if the policy had accepted it."""
+    receipt = receive.release_held(context.database(), intake_id, utcnow(), context.trust())
     reason = f" ({receipt.reason})" if receipt.reason else ""
     click.echo(f"intake {intake_id}: {receipt.state.value}{reason}")
 

@@ -121,6 +121,8 @@ class ParsedMail:
     tnef: bool
     text_body: str | None
     defects: tuple[str, ...]
+    authentication_results: tuple[str, ...] = ()  # raw header values, trusted or not (the trust rules decide)
+    dkim_signed: bool = False
 
     @property
     def is_noise(self) -> bool:
@@ -164,6 +166,8 @@ def parse_mail(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> Par
         tnef=any(_is_tnef(node) for node in nodes),
         text_body=_text_body(nodes, defects),
         defects=tuple(defects),
+        authentication_results=tuple(str(v) for v in root.get_all("Authentication-Results", [])),
+        dkim_signed="DKIM-Signature" in root,
     )
 
 

@@ -54,9 +54,8 @@ def _delivery_of(session: Session, routes: list[Route], report: BounceReport) ->
             continue
         if (row.uid, row.recipient) == (route.token.uid, route.token.address):
             return row, route
-    if report.original_message_id:
-        row = outbox.find_by_message_id(session, report.original_message_id)
-        route = next((r for r in routes if row is not None and row.sender in r.principal.addresses), None)
-        if row is not None and route is not None:
-            return row, route
-    return None
+    returned = outbox.find_by_message_id(session, report.original_message_id) if report.original_message_id else None
+    if returned is None:
+        return None
+    sender = next((r for r in routes if returned.sender in r.principal.addresses), None)
+    return (returned, sender) if sender is not None else None

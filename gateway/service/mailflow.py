@@ -20,11 +20,14 @@ from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
 from gateway.core.mail import MailError, ParsedMail, parse_mail
 from gateway.core.model import Method, Outcome
+from gateway.core.policy import Action, PrivateEvents
+from gateway.core.privacy import busy_only
 from gateway.service import routing
 from gateway.service.answers import apply_plain_answer
 from gateway.service.bounced import record_bounce
 from gateway.service.delivery import apply_for, deliver
 from gateway.service.routing import Route
+from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger
 from gateway.store.directory import PrincipalRef
 from gateway.store.intake import IntakeState, finish
@@ -32,6 +35,9 @@ from gateway.store.schema import IntakeMessage
 
 log = logging.getLogger(__name__)
 ANSWERS = frozenset({Method.REPLY, Method.COUNTER, Method.REFRESH})  # what an attendee sends
+STORED = frozenset({Method.REQUEST, Method.ADD, Method.PUBLISH})  # what puts an organizer's details in the store
+MAX_PARTS, MAX_DEPTH = 1000, 20  # MIME bounds when the policy sets none
+OPEN_TRUST = Trust()
 
 
 @dataclass(frozen=True)
@@ -43,20 +49,28 @@ class Verdict:
     detail: str = ""
 
 
-def process_message(session: Session, row: IntakeMessage, now: datetime) -> Verdict:
-    """Apply every scheduling message in an intake message for its local recipients."""
+def process_message(
+    session: Session, row: IntakeMessage, now: datetime, trust: Trust = OPEN_TRUST, *, released: bool = False
+) -> Verdict:
+    """Apply every scheduling message in an intake message for its local recipients, as the policy says.
+
+    ``released``: the operator released the message from quarantine; it is applied as if
+    the policy had accepted it.
+    """
+    limits = trust.policy.limits
     try:
-        mail = parse_mail(row.raw)
+        mail = parse_mail(row.raw, max_parts=limits.max_parts or MAX_PARTS, max_depth=limits.max_mime_depth or MAX_DEPTH)
     except MailError as error:
         verdict = Verdict(IntakeState.HELD, error.reason, error.detail)
     else:
-        verdict = _process_mail(session, row, mail, now)
+        judge = Judge(trust, mail, row.raw, row.envelope_sender, released=released)
+        verdict = _process_mail(session, row, mail, judge, now)
     finish(row, verdict.state, now, verdict.reason, verdict.detail)
     log.info("intake %d %s: %s %s", row.id, row.message_id, verdict.state.value, verdict.reason)
     return verdict
 
 
-def _process_mail(session: Session, row: IntakeMessage, mail: ParsedMail, now: datetime) -> Verdict:
+def _process_mail(session: Session, row: IntakeMessage, mail: ParsedMail, judge: Judge, now: datetime) -> Verdict:
     routes = routing.routes_for(session, row.recipients, now)
     if mail.bounce is not None:
         reason = record_bounce(session, routes, mail.bounce, _sender(row, mail), row.id, now)
@@ -68,17 +82,36 @@ def _process_mail(session: Session, row: IntakeMessage, mail: ParsedMail, now: d
     if not routes:
         return Verdict(IntakeState.IGNORED, "no-local-recipient")
     problems = [r for r in readings if isinstance(r, PartProblem)]
+    messages = [r for r in readings if isinstance(r, ItipMessage)]
+    over_limit = judge.limits(session, messages, now)
+    if over_limit is not None:
+        for route in routes:
+            for message in messages:
+                _record_judgement(session, row, mail, route, message, over_limit, now)
+        return _judged(over_limit)
+    refused: list[Judgement] = []
     for reading in readings:
         for route in routes:
             if isinstance(reading, PartProblem):
                 _record(session, row, mail, route.principal, reading, now)
-            else:
-                _apply_one(session, row, mail, route, reading, now)
+            elif (judgement := _apply_one(session, row, mail, route, reading, judge, now)) is not None:
+                refused.append(judgement)
     if any(p.outcome in (Outcome.UNREADABLE, Outcome.REJECTED) for p in problems):
         return Verdict(IntakeState.HELD, problems[0].reason, problems[0].detail)
+    held = [j for j in refused if j.action is Action.HOLD]
+    if held:
+        return _judged(held[0])
     if len(problems) == len(readings):
         return Verdict(IntakeState.IGNORED, problems[0].reason)
+    if refused and len(refused) == len(messages) * len(routes):
+        return _judged(refused[0])
     return Verdict(IntakeState.DONE)
+
+
+def _judged(judgement: Judgement) -> Verdict:
+    """A message held (quarantine: the rule and why) or rejected by policy."""
+    state = IntakeState.HELD if judgement.action is Action.HOLD else IntakeState.IGNORED
+    return Verdict(state, judgement.rule, judgement.detail)
 
 
 def _without_calendar(session: Session, row: IntakeMessage, mail: ParsedMail, routes: list[Route], now: datetime) -> Verdict:
@@ -107,19 +140,34 @@ def _sender(row: IntakeMessage, mail: ParsedMail) -> str:
 
 
 def _apply_one(
-    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, now: datetime
-) -> None:
+    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
+    now: datetime,
+) -> Judgement | None:
+    """Judge one message for one recipient and apply it if the policy says so; the judgement when it does not."""
     principal = route.principal
+    stored = calendars.load_object(session, principal.id, message.uid)
+    judgement = judge.judge(session, route, message, stored.calendar, now)
+    if judgement.action in (Action.HOLD, Action.REJECT):
+        _record_judgement(session, row, mail, route, message, judgement, now)
+        return judgement
     if not ledger.claim(session, principal.id, ledger.fingerprint(message.method.value, message.text), now):
         line = PartProblem(Outcome.DUPLICATE, "already-processed", method=message.method.value, uid=message.uid)
         _record(session, row, mail, principal, line, now)
-        return
+        return None
     calendar = message.calendar
     if route.token is not None and message.method in ANSWERS and route.token.uid == message.uid:
-        stored = calendars.load_object(session, principal.id, message.uid)
         calendar = attribute_reply(calendar, stored.calendar, route.token.address)
+    privacy = judge.private_handling(session, route, message) if message.method in STORED else PrivateEvents.KEEP
+    if privacy is PrivateEvents.EXCLUDE:
+        line = PartProblem(Outcome.IGNORED, "private-event-excluded", method=message.method.value, uid=message.uid)
+        _record(session, row, mail, principal, line, now)
+        return None
+    if privacy is PrivateEvents.BUSY_ONLY:
+        calendar = busy_only(calendar, principal.addresses)
     result = apply_for(session, principal, message.method, message.uid, calendar, now)
-    detail = "; ".join(d for d in (result.detail, message.note) if d)
+    notes = (result.detail, message.note, "stored as busy time only" if privacy is PrivateEvents.BUSY_ONLY else "",
+             "released by the operator" if judge.released else "")
+    detail = "; ".join(d for d in notes if d)
     keep = message.text if result.outcome in (Outcome.PROPOSAL, Outcome.UNINVITED) else ""
     inbox.record(
         session,
@@ -131,6 +179,21 @@ def _apply_one(
     )
     if result.messages and not mail.is_noise:
         deliver(session, result.messages, now)
+    return None
+
+
+def _record_judgement(
+    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judgement: Judgement,
+    now: datetime,
+) -> None:
+    outcome = Outcome.HELD if judgement.action is Action.HOLD else Outcome.REJECTED
+    authority = judgement.authority
+    reason = authority.reason if authority is not None and not authority.allowed else judgement.reason
+    line = inbox.InboxRecord(
+        route.principal.id, message.method.value, message.uid, _sender(row, mail), outcome, reason,
+        judgement.detail, intake_id=row.id,
+    )
+    inbox.record(session, line, now)
 
 
 def _record(

@@ -15,8 +15,10 @@ from email.policy import compat32
 
 from sqlalchemy.orm import Session
 
-from gateway.service.mailflow import Verdict, process_message
-from gateway.store import intake, mailboxes
+from gateway.core.model import Outcome
+from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message
+from gateway.service.trust import Trust
+from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
 from gateway.store.mailboxes import MailboxKey, MailboxPosition
@@ -42,11 +44,11 @@ def message_id_of(raw: bytes) -> str:
     return str(headers.get("Message-ID", "")).strip()
 
 
-def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> Receipt:
+def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
     """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
         row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
-        verdict = _attempt(session, row, now)
+        verdict = _attempt(session, row, now, trust)
         return Receipt(row.id, verdict.state, verdict.reason)
 
 
@@ -80,7 +82,7 @@ def enqueue_from_mailbox(
     return ids
 
 
-def process_queued(db: Database, now: datetime, limit: int = 100) -> list[Receipt]:
+def process_queued(db: Database, now: datetime, limit: int = 100, trust: Trust = OPEN_TRUST) -> list[Receipt]:
     """Claim queued messages and process each in its own transaction."""
     with db.transaction() as session:
         ids = intake.claim_queued(session, now, now + LEASE, limit)
@@ -90,31 +92,37 @@ def process_queued(db: Database, now: datetime, limit: int = 100) -> list[Receip
             row = intake.get(session, intake_id)
             if row.state != IntakeState.QUEUED.value:
                 continue
-            verdict = _attempt(session, row, now)
+            verdict = _attempt(session, row, now, trust)
             receipts.append(Receipt(row.id, verdict.state, verdict.reason))
     return receipts
 
 
-def release_held(db: Database, intake_id: int, now: datetime) -> Receipt:
-    """Process a held message again, as if it had just arrived (the operator's release)."""
+def release_held(db: Database, intake_id: int, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
+    """Apply a held message as if the policy had accepted it (the operator's release)."""
     with db.transaction() as session:
         row = intake.get(session, intake_id, states=[IntakeState.HELD])
         row.state, row.attempts = IntakeState.QUEUED.value, 0
-        verdict = _attempt(session, row, now)
+        verdict = _attempt(session, row, now, trust, released=True)
         return Receipt(row.id, verdict.state, verdict.reason)
 
 
 def drop_held(db: Database, intake_id: int, now: datetime) -> None:
-    """Discard a held message; the record that it was dropped stays."""
+    """Discard a held message; the record that it was dropped stays, and each principal it was held for is told."""
     with db.transaction() as session:
-        intake.drop(intake.get(session, intake_id, states=[IntakeState.HELD]), now)
+        row = intake.get(session, intake_id, states=[IntakeState.HELD])
+        intake.drop(row, now)
+        for entry in inbox.held_for(session, intake_id):
+            inbox.record(session, inbox.InboxRecord(
+                entry.principal_id, entry.method, entry.uid, entry.sender, Outcome.IGNORED, "dropped-by-operator",
+                f"held as {entry.reason}; dropped from quarantine", intake_id=intake_id,
+            ), now)
 
 
-def _attempt(session: Session, row: IntakeMessage, now: datetime) -> Verdict:
+def _attempt(session: Session, row: IntakeMessage, now: datetime, trust: Trust, *, released: bool = False) -> Verdict:
     """Process inside a savepoint: an unexpected error undoes the work but keeps the message."""
     try:
         with session.begin_nested():
-            return process_message(session, row, now)
+            return process_message(session, row, now, trust, released=released)
     except Exception as error:  # any bug or odd input: never lose the message
         log.exception("intake %d %s: processing failed", row.id, row.message_id)
         row.attempts += 1

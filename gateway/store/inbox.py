@@ -52,3 +52,9 @@ def list_entries(session: Session, principal_id: int, limit: int = 1000) -> list
     """The principal's inbox, oldest first."""
     query = select(InboxEntry).where(InboxEntry.principal_id == principal_id).order_by(InboxEntry.id).limit(limit)
     return list(session.scalars(query))
+
+
+def held_for(session: Session, intake_id: int) -> list[InboxEntry]:
+    """The lines that recorded an intake message as held, one per principal and message."""
+    query = select(InboxEntry).where(InboxEntry.intake_id == intake_id, InboxEntry.outcome == Outcome.HELD.value)
+    return list(session.scalars(query.order_by(InboxEntry.id)))

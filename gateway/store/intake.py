@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import IntakeMessage
@@ -34,6 +34,10 @@ class Envelope:
     recipients: tuple[str, ...]
     source: str
 
+    @property
+    def sender_domain(self) -> str:
+        return self.sender.rpartition("@")[2].lower()[:255] if "@" in self.sender else ""
+
 
 class IntakeNotFound(Exception):
     """No intake message with that id in the state asked for."""
@@ -45,6 +49,7 @@ def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, n
         received_at=now,
         source=envelope.source,
         envelope_sender=envelope.sender,
+        sender_domain=envelope.sender_domain,
         recipients=list(envelope.recipients),
         message_id=message_id[:500],
         raw=raw,
@@ -65,6 +70,7 @@ def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str
     rows = [
         {
             "received_at": now, "source": envelope.source, "envelope_sender": envelope.sender,
+            "sender_domain": envelope.sender_domain,
             "recipients": list(envelope.recipients), "message_id": message_id[:500], "raw": raw,
             "state": IntakeState.QUEUED.value, "attempts": 0, "reason": "", "detail": "",
         }
@@ -72,6 +78,14 @@ def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str
     ]
     statement = insert(IntakeMessage).returning(IntakeMessage.id, sort_by_parameter_order=True)
     return list(session.scalars(statement, rows))
+
+
+def count_from_domain(session: Session, domain: str, since: datetime) -> int:
+    """How many messages arrived from a sender domain (by envelope) since a moment."""
+    query = select(func.count()).select_from(IntakeMessage).where(
+        IntakeMessage.sender_domain == domain.lower(), IntakeMessage.received_at >= since
+    )
+    return session.scalar(query) or 0
 
 
 def finish(row: IntakeMessage, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:

@@ -98,11 +98,15 @@ class IntakeMessage(Base):
     """A message as it arrived, durable before it is acknowledged; its state is where it sits."""
 
     __tablename__ = "intake"
-    __table_args__ = (Index("ix_intake_state_id", "state", "id"),)
+    __table_args__ = (
+        Index("ix_intake_state_id", "state", "id"),
+        Index("ix_intake_sender_domain_received_at", "sender_domain", "received_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(String(20))
     envelope_sender: Mapped[str] = mapped_column(String(320), default="")
+    sender_domain: Mapped[str] = mapped_column(String(255), default="")  # for the per-domain rate limit
     recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
     message_id: Mapped[str] = mapped_column(String(500), default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)

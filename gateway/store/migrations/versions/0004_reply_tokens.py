@@ -1,4 +1,5 @@
-"""reply tokens: per (event, outside party) reply and bounce addresses; what each recipient was sent before
+"""reply tokens: per (event, outside party) reply and bounce addresses; what each recipient was sent before;
+the sender domain of intake messages, for the per-domain rate limit
 
 Revision ID: 0004
 Revises: 0003
@@ -32,9 +33,14 @@ def upgrade() -> None:
     )
     op.add_column('outbox', sa.Column('reply_token', sa.String(length=40), nullable=False, server_default=''))
     op.add_column('outbox', sa.Column('previous_ical', sa.Text(), nullable=False, server_default=''))
+    op.add_column('intake', sa.Column('sender_domain', sa.String(length=255), nullable=False, server_default=''))
+    op.create_index('ix_intake_sender_domain_received_at', 'intake', ['sender_domain', 'received_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_intake_sender_domain_received_at', table_name='intake')
+    with op.batch_alter_table('intake') as batch:
+        batch.drop_column('sender_domain')
     with op.batch_alter_table('outbox') as batch:
         batch.drop_column('previous_ical')
         batch.drop_column('reply_token')

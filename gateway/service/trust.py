@@ -1,0 +1,241 @@
+"""The verify and policy steps of the data flow: who sent a message, and what each local recipient does with it.
+
+``Trust`` is what a process loaded at start (and again on SIGHUP): the policy, the
+calendar relays, whose Authentication-Results to believe, and a DNS key cache. A
+``Judge`` looks at one message: its sender evidence is gathered once, and Reefknot's
+own DKIM verification (DNS lookups included) happens only when a decision needs it,
+that is when the trusted headers and the reply token do not already authenticate the
+sender. The decision itself is the pure core's: ``authority`` then ``policy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from pathlib import Path
+
+from icalendar import Calendar
+from sqlalchemy.orm import Session
+
+from gateway.config import Config, ConfigError
+from gateway.core.authority import (
+    Authority,
+    Relay,
+    SenderEvidence,
+    authorize_itip,
+    gather_evidence,
+)
+from gateway.core.authresults import trusted_results
+from gateway.core.ical import (
+    attendee_properties,
+    components_of,
+    duration_of,
+    organizer_of,
+    start_of,
+)
+from gateway.core.itip.messages import ItipMessage
+from gateway.core.mail import ParsedMail
+from gateway.core.policy import (
+    Action,
+    Decision,
+    Facts,
+    Measures,
+    Policy,
+    PrivateEvents,
+    Source,
+)
+from gateway.core.privacy import classification_of
+from gateway.mailauth import KeyResolver, verify_dkim
+from gateway.policies import load_policy, policy_files
+from gateway.relays import parse_relays
+from gateway.service.routing import Route
+from gateway.store import directory, intake
+
+log = logging.getLogger(__name__)
+OPEN = Source("built-in", 0)
+
+
+def open_policy() -> Policy:
+    """The policy of an installation that names no policy files: apply whatever the iTIP rules allow.
+
+    For trying Reefknot out; no sender is verified. A real domain names policy files
+    (``policies/default.toml``).
+    """
+    return Policy(rules=(), default=Decision(Action.APPLY, "no-policy", "no-policy", OPEN))
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The loaded trust settings of one process."""
+
+    policy: Policy = field(default_factory=open_policy)
+    relays: tuple[Relay, ...] = ()
+    authserv_ids: frozenset[str] = frozenset()
+    resolver: KeyResolver | None = None
+    dns_timeout: float = 5.0
+
+    @property
+    def verifies_senders(self) -> bool:
+        return self.policy.default.rule != "no-policy"
+
+
+def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
+    """The trust settings a configuration names; ConfigError (a PolicyError) naming the file, rule and line."""
+    if not config.policy_files:
+        return Trust()
+    policy = load_policy(config.policy_files)
+    options = config.trust
+    return Trust(
+        policy=policy,
+        relays=_relays(policy_files(config.policy_files)),
+        authserv_ids=frozenset(options.authserv_ids),
+        resolver=(resolver or KeyResolver()) if options.dns else None,
+        dns_timeout=options.dns_timeout,
+    )
+
+
+def _relays(files: Iterable[Path]) -> tuple[Relay, ...]:
+    """The ``[[relay]]`` tables of the policy files (the shipped ``relays.toml``, or the operator's)."""
+    relays: list[Relay] = []
+    for path in files:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: {error}") from error
+        if "relay" in data:
+            relays.extend(parse_relays({"relay": data["relay"]}, str(path)))
+    return tuple(relays)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What to do with one message for one recipient, and why."""
+
+    action: Action
+    rule: str
+    reason: str
+    authority: Authority | None = None
+
+    @property
+    def detail(self) -> str:
+        if self.authority is None:
+            return f"rule {self.rule}: {self.reason}"
+        proof = f" ({self.authority.proof})" if self.authority.proof else ""
+        said = f"; {self.authority.detail}" if self.authority.detail else ""
+        return f"rule {self.rule}: {self.authority.auth.value} {self.authority.reason}{proof}{said}"
+
+
+class Judge:
+    """Judges the scheduling messages of one mail for each local recipient."""
+
+    def __init__(
+        self, trust: Trust, mail: ParsedMail, raw: bytes, envelope_sender: str, *, released: bool = False
+    ) -> None:
+        self.trust = trust
+        self.mail = mail
+        self.raw = raw
+        self.envelope_sender = envelope_sender
+        self.released = released
+        self._verified: frozenset[str] | None = None
+
+    def limits(self, session: Session, messages: list[ItipMessage], now: datetime) -> Judgement | None:
+        """A hold or reject for a message over a policy limit or its sender domain's rate, else None."""
+        if self.released:
+            return None
+        policy = self.trust.policy
+        components = [c for m in messages for c in components_of(m.calendar)]
+        measures = Measures(
+            message_bytes=len(self.raw), components=len(components),
+            attendees=max((len(attendee_properties(c)) for c in components), default=0),
+        )
+        decision = policy.check_limits(measures)
+        rate = policy.limits.rate
+        sender = self.mail.from_address or self.envelope_sender
+        if decision is None and rate is not None and sender:
+            recent = intake.count_from_domain(session, sender.rpartition("@")[2], now - rate.period)
+            decision = policy.check_rate(recent)
+        return Judgement(decision.action, decision.rule, decision.reason) if decision is not None else None
+
+    def judge(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
+              now: datetime) -> Judgement:
+        """The policy's action for this message and recipient (a released message is applied)."""
+        authority = self._authority(route, message, stored, self._evidence(route, frozenset()))
+        if not authority.allowed and self.mail.dkim_signed and self.trust.verifies_senders:
+            authority = self._authority(route, message, stored, self._evidence(route, self._dkim_domains()))
+        facts = self._facts(session, route, message, stored, authority)
+        decision = self.trust.policy.decide(facts, now)
+        action = decision.action
+        if self.released and action in (Action.HOLD, Action.REJECT):
+            action = Action.APPLY
+        return Judgement(action, decision.rule, decision.reason, authority)
+
+    def private_handling(self, session: Session, route: Route, message: ItipMessage) -> PrivateEvents:
+        """How this object is stored for this recipient: kept, busy time only, or not at all."""
+        organizers = {o for c in components_of(message.calendar) if (o := organizer_of(c))}
+        local = bool(organizers) and all(directory.resolve(session, o) is not None for o in organizers)
+        facts = Facts(message.method.value, _component(message), self._claimed(), route.principal.address,
+                      route.principal.kind, sender_local=local)
+        return self.trust.policy.private_handling(facts, classification_of(message.calendar))
+
+    def _authority(self, route: Route, message: ItipMessage, stored: Calendar | None,
+                   evidence: SenderEvidence) -> Authority:
+        return authorize_itip(message, stored, evidence, self.trust.relays)
+
+    def _evidence(self, route: Route, verified: frozenset[str]) -> SenderEvidence:
+        token = route.token if route.token is not None and not route.token.expired else None
+        return gather_evidence(
+            from_address=self.mail.from_address, envelope_sender=self.envelope_sender or None,
+            sender_header=self.mail.sender_header,
+            results=trusted_results(list(self.mail.authentication_results), self.trust.authserv_ids),
+            verified_dkim_domains=verified,
+            token_attendee=token.address if token else None, token_uid=token.uid if token else None,
+        )
+
+    def _dkim_domains(self) -> frozenset[str]:
+        """The domains whose DKIM signatures on this mail verify, checked once, only when needed."""
+        if self._verified is None:
+            pins = {k.name: k.record.encode() for p in self.trust.policy.partners for k in p.dkim_keys}
+            resolver = self.trust.resolver or KeyResolver(_no_dns)
+            results = verify_dkim(self.raw, pinned_keys=pins, dns_timeout=self.trust.dns_timeout, resolver=resolver)
+            self._verified = frozenset(r.domain for r in results if r.passed)
+            log.info("DKIM: %s", ", ".join(f"{r.domain}={r.result}" for r in results) or "no signature")
+        return self._verified
+
+    def _facts(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
+               authority: Authority) -> Facts:
+        sender = authority.party or self._claimed()
+        start, end = _span(message.calendar)
+        return Facts(
+            method=message.method.value, component=_component(message), sender=sender,
+            recipient=route.principal.address, recipient_kind=route.principal.kind, auth=authority.auth,
+            authority=authority.reason, sender_known=stored is not None,
+            sender_local=directory.resolve(session, sender) is not None if sender else False,
+            is_noise=self.mail.is_noise, start=start, end=end,
+        )
+
+    def _claimed(self) -> str:
+        return self.mail.from_address or self.envelope_sender or ""
+
+
+def _no_dns(name: str, timeout: float) -> bytes | None:
+    """The key lookup with DNS turned off: only pinned keys verify."""
+    return None
+
+
+def _component(message: ItipMessage) -> str:
+    components = components_of(message.calendar)
+    return str(components[0].name) if components else ""
+
+
+def _span(calendar: Calendar) -> tuple[datetime | None, datetime | None]:
+    """When the first component asks for (a series: its first occurrence), for the room booking rules."""
+    components = components_of(calendar)
+    start = start_of(components[0]) if components else None
+    if start is None:
+        return None, None
+    moment = start if isinstance(start, datetime) else datetime.combine(start, time())
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment, moment + duration_of(components[0])
