@@ -27,6 +27,7 @@ from gateway.clock import utcnow
 from gateway.config import Config, ConfigError, load_config
 from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
+from gateway.edges.http import HttpFace
 from gateway.edges.sender import Sender
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
@@ -69,6 +70,7 @@ class Daemon:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self.sender: Sender | None = None
+        self.http: HttpFace | None = None
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (0 after an orderly stop)."""
@@ -83,6 +85,7 @@ class Daemon:
             await self._close_listeners()
             raise ServeError(str(error)) from error
         self._start_pollers()
+        await self._start_http()
         processors = [asyncio.create_task(self._process_loop(), name=f"processor {n}")
                       for n in range(self.config.processing_workers)]
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
@@ -93,6 +96,8 @@ class Daemon:
         log.info("stopping: no new mail is taken")
         sdnotify.notify(sdnotify.STOPPING)
         await self._close_listeners()
+        if self.http is not None:
+            await self.http.close()
         await self._stop_pollers()
         await asyncio.gather(*processors)
         watchdog.cancel()
@@ -115,6 +120,15 @@ class Daemon:
             raise ServeError(f"cannot send outbound mail: {error}") from error
         assert self._stop is not None
         return asyncio.create_task(self.sender.run(self._stop), name="sender")
+
+    async def _start_http(self) -> None:
+        """The free/busy URL and the calendar feeds on ``[http] listen``."""
+        self.http = HttpFace(self.db, lambda: self.trust, self.intake_pool)
+        try:
+            await self.http.start(self.config.http)
+        except OSError as error:
+            await self._close_listeners()
+            raise ServeError(f"[http] listen {self.config.http}: {error}") from error
 
     def stop(self) -> None:
         """Begin an orderly stop (SIGTERM, SIGINT)."""

@@ -39,7 +39,8 @@ def write_config(
     path.write_text(
         f'[database]\nurl = "{database_url}"\n\n'
         f'[smtp]\nlisten = ["{LOOPBACK}:{smtp_port}"]\n{smtp}\n\n'
-        f'[lmtp]\nlisten = ["{LOOPBACK}:{lmtp_port}"]\n{lmtp}\n\n{extra}\n'
+        f'[lmtp]\nlisten = ["{LOOPBACK}:{lmtp_port}"]\n{lmtp}\n\n'
+        f'[http]\nlisten = "{LOOPBACK}:{free_port()}"\n\n{extra}\n'
     )
     return path, smtp_port, lmtp_port
 

@@ -1,13 +1,17 @@
-"""Commands for principals and their calendars: ``users``, ``calendar``, ``inbox``, ``event``."""
+"""Commands for principals and their calendars: ``users``, ``calendar``, ``freebusy``, ``inbox``, ``event``."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 import click
+from dateutil import parser as dateparser
 
 from gateway.cli.base import (
     EX_DATAERR,
+    EX_USAGE,
     Context,
     Exit,
     cli,
@@ -18,7 +22,7 @@ from gateway.cli.base import (
 from gateway.clock import utcnow
 from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
 from gateway.core.model import Kind, PartStat
-from gateway.service import events
+from gateway.service import events, freebusy
 from gateway.store import calendars, directory, inbox
 
 
@@ -66,6 +70,45 @@ def users_remove(context: Context, address: str) -> None:
     with context.database().transaction() as session:
         ref = directory.remove_principal(session, address)
     click.echo(f"removed {ref.address}")
+
+
+@users.command("feed")
+@click.argument("address")
+@click.option("--renew", is_flag=True, help="replace the secret: the old URL stops working")
+@pass_context
+@guarded
+def users_feed(context: Context, address: str, renew: bool) -> None:
+    """Print the principal's read-only calendar feed URL (webcal), with its secret token."""
+    with context.database().transaction() as session:
+        principal = context.principal(session, address)
+        token = directory.feed_token(session, principal.id, renew=renew)
+    base = context.config.public_url.rstrip("/") or f"http://{context.config.http}"
+    click.echo(f"{base}/calendars/{quote(principal.address)}.ics?token={token}")
+
+
+@cli.command("freebusy")
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--start", required=True, help="ISO 8601 date-time (UTC unless it names a zone)")
+@click.option("--end", required=True, help="ISO 8601 date-time")
+@pass_context
+@guarded
+def freebusy_command(context: Context, addresses: tuple[str, ...], start: str, end: str) -> None:
+    """Print one VFREEBUSY with the busy time of the local principals together."""
+    window = [_moment(start, "--start"), _moment(end, "--end")]
+    if window[1] <= window[0] or window[1] - window[0] > freebusy.MAX_WINDOW:
+        raise Exit(EX_USAGE, f"--end must be after --start, and at most {freebusy.MAX_WINDOW.days} days after it")
+    with context.database().transaction() as session:
+        principals = [context.principal(session, a) for a in addresses]
+        result = freebusy.published(session, principals, window[0], window[1], utcnow())
+    click.echo(serialize_calendar(result), nl=False)
+
+
+def _moment(value: str, option: str) -> datetime:
+    try:
+        moment = dateparser.isoparse(value)
+    except ValueError as error:
+        raise Exit(EX_USAGE, f"{option}: not an ISO 8601 date-time: {value}") from error
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @cli.group()

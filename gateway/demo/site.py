@@ -71,6 +71,7 @@ class Site:
             f'[database]\nurl = "sqlite:///{self.directory / "reefknot.db"}"\n\n'
             f'[smtp]\nlisten = ["{LOOPBACK}:{self.smtp_port}"]\n\n'
             f'[lmtp]\nlisten = ["{LOOPBACK}:{free_port()}"]\n\n'
+            f'[http]\nlisten = "{LOOPBACK}:{free_port()}"\n\n'
             f'[outbound]\nsmarthost = "{LOOPBACK}:{smarthost_port}"\nreply_domain = "{DOMAIN}"\n'
             "poll_interval = 0.2\nretry_min = 1\nretry_max = 5\n\n"
             f'[outbound.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "{self.key_file}"\n'

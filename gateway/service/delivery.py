@@ -18,6 +18,8 @@ from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.types import ApplyResult, Recipient
 from gateway.core.model import Method, OutgoingMessage
 from gateway.core.replyaddress import token_expiry
+from gateway.service import rooms
+from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars, directory, inbox, outbox, replytokens
 from gateway.store.directory import PrincipalRef
 
@@ -48,8 +50,13 @@ def apply_for(
     return result
 
 
-def deliver(session: Session, messages: Iterable[OutgoingMessage], now: datetime) -> list[Applied]:
-    """Apply messages to local recipients (and their answers, in turn); queue the rest for sending."""
+def deliver(
+    session: Session, messages: Iterable[OutgoingMessage], now: datetime, rules: RoomRules = no_rules
+) -> list[Applied]:
+    """Apply messages to local recipients (and their answers, in turn); queue the rest for sending.
+
+    A room or resource invited answers at once (``rooms``), under the booking ``rules``.
+    """
     pending = deque(messages)
     applied: list[Applied] = []
     hops = 0
@@ -65,9 +72,16 @@ def deliver(session: Session, messages: Iterable[OutgoingMessage], now: datetime
             inbox.record(session, _inbox_line(principal, message, result), now)
             applied.append(Applied(principal, result))
             pending.extend(result.messages)
+            if books_itself(principal, message.method, result):
+                pending.extend(rooms.answer(session, principal, message.uid, now, rules))
     if pending:
         log.error("local delivery stopped after %d hops; %d messages not delivered", hops, len(pending))
     return applied
+
+
+def books_itself(principal: PrincipalRef, method: Method, result: ApplyResult) -> bool:
+    """A room or resource whose copy of an invitation just changed answers it itself."""
+    return principal.kind in rooms.SELF_SCHEDULING and method in (Method.REQUEST, Method.ADD) and result.changed
 
 
 def _inbox_line(principal: PrincipalRef, message: OutgoingMessage, result: ApplyResult) -> inbox.InboxRecord:

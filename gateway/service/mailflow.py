@@ -16,16 +16,18 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from gateway.core.freebusy import FreeBusyError, read_freebusy_request
+from gateway.core.ical import components_of
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
 from gateway.core.mail import MailError, ParsedMail, parse_mail
 from gateway.core.model import Method, Outcome
 from gateway.core.policy import Action, PrivateEvents
 from gateway.core.privacy import busy_only
-from gateway.service import routing
+from gateway.service import freebusy, rooms, routing
 from gateway.service.answers import apply_plain_answer
 from gateway.service.bounced import record_bounce
-from gateway.service.delivery import apply_for, deliver
+from gateway.service.delivery import apply_for, books_itself, deliver
 from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger
@@ -154,6 +156,9 @@ def _apply_one(
         line = PartProblem(Outcome.DUPLICATE, "already-processed", method=message.method.value, uid=message.uid)
         _record(session, row, mail, principal, line, now)
         return None
+    if message.method is Method.REQUEST and _is_freebusy(message):
+        _answer_freebusy(session, row, mail, route, message, judge, judgement, now)
+        return None
     calendar = message.calendar
     if route.token is not None and message.method in ANSWERS and route.token.uid == message.uid:
         calendar = attribute_reply(calendar, stored.calendar, route.token.address)
@@ -177,9 +182,41 @@ def _apply_one(
         ),
         now,
     )
-    if result.messages and not mail.is_noise:
-        deliver(session, result.messages, now)
+    answers = list(result.messages)
+    if books_itself(principal, message.method, result):
+        decline = judgement.reason if judgement.action is Action.AUTO_DECLINE else ""
+        answers += rooms.answer(session, principal, message.uid, now, judge.trust.room_rules, decline=decline)
+    if answers and not mail.is_noise:
+        deliver(session, answers, now, judge.trust.room_rules)
     return None
+
+
+def _is_freebusy(message: ItipMessage) -> bool:
+    return any(c.name == "VFREEBUSY" for c in components_of(message.calendar))
+
+
+def _answer_freebusy(
+    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
+    judgement: Judgement, now: datetime,
+) -> None:
+    """A VFREEBUSY REQUEST (RFC 5546 §3.3.1): answered when the policy lets the sender see this principal's time."""
+    principal = route.principal
+
+    def record(outcome: Outcome, reason: str, detail: str = "") -> None:
+        line = inbox.InboxRecord(principal.id, message.method.value, message.uid, _sender(row, mail), outcome,
+                                 reason, detail, intake_id=row.id)
+        inbox.record(session, line, now)
+
+    try:
+        request = read_freebusy_request(message.calendar, freebusy.MAX_WINDOW)
+    except FreeBusyError as error:
+        return record(Outcome.REJECTED, error.reason, error.detail)
+    if not principal.addresses & set(request.attendees):
+        return record(Outcome.IGNORED, "not-asked", f"asked about {', '.join(request.attendees)}")
+    if mail.is_noise or not judge.may_see_freebusy(judgement):
+        return record(Outcome.RECORDED, "freebusy-not-allowed", judgement.detail)
+    deliver(session, [freebusy.answer_request(session, principal, request, now)], now)
+    return record(Outcome.ANSWERED, "freebusy-answered", f"to {request.organizer}")
 
 
 def _record_judgement(

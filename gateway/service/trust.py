@@ -29,6 +29,7 @@ from gateway.core.authority import (
     gather_evidence,
 )
 from gateway.core.authresults import trusted_results
+from gateway.core.booking import BookingRules
 from gateway.core.ical import (
     attendee_properties,
     components_of,
@@ -81,6 +82,11 @@ class Trust:
     def verifies_senders(self) -> bool:
         return self.policy.default.rule != "no-policy"
 
+    def room_rules(self, room: str) -> BookingRules:
+        """The time rules of the first ``[[room]]`` section naming the room (none: no limits)."""
+        section = next((r for r in self.policy.rooms if any(g.matches(room) for g in r.rooms)), None)
+        return BookingRules(section.max_duration, section.booking_window) if section else BookingRules()
+
 
 def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
     """The trust settings a configuration names; ConfigError (a PolicyError) naming the file, rule and line."""
@@ -118,6 +124,7 @@ class Judgement:
     rule: str
     reason: str
     authority: Authority | None = None
+    facts: Facts | None = None
 
     @property
     def detail(self) -> str:
@@ -170,7 +177,11 @@ class Judge:
         action = decision.action
         if self.released and action in (Action.HOLD, Action.REJECT):
             action = Action.APPLY
-        return Judgement(action, decision.rule, decision.reason, authority)
+        return Judgement(action, decision.rule, decision.reason, authority, facts)
+
+    def may_see_freebusy(self, judgement: Judgement) -> bool:
+        """Whether the policy lets this sender have a VFREEBUSY reply by mail."""
+        return judgement.facts is not None and self.trust.policy.may_receive_freebusy(judgement.facts)
 
     def private_handling(self, session: Session, route: Route, message: ItipMessage) -> PrivateEvents:
         """How this object is stored for this recipient: kept, busy time only, or not at all."""

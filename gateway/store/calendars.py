@@ -1,4 +1,4 @@
-"""The principals' calendars: one row per (principal, UID) holding the master and its overrides."""
+"""The principals' calendars: one row per (principal, UID) holding the master and its overrides, and their times."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from icalendar import Calendar
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from gateway.core.freebusy import ObjectTimes, read_times
 from gateway.core.ical import (
     organizer_of,
     parse_calendar,
@@ -20,6 +21,7 @@ from gateway.core.itip.types import Stored
 from gateway.store.schema import CalendarObject
 
 PARSED_CACHE_SIZE = 4096
+TIMES_CACHE_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
 _ROW_IDS = "reefknot.calendar-row-ids"
 
 
@@ -50,6 +52,7 @@ class _ParsedCache:
 
 
 _parsed = _ParsedCache(PARSED_CACHE_SIZE)
+_times: OrderedDict[str, ObjectTimes] = OrderedDict()
 
 
 _TABLE = CalendarObject.__table__
@@ -98,6 +101,30 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         ids[(principal_id, uid)] = inserted.scalar_one()
     else:
         session.execute(_UPDATE, {"row_id": row_id, **values})
+
+
+def load_times(session: Session, principal_id: int, *, except_uid: str | None = None) -> list[ObjectTimes]:
+    """The times of every object of a principal (for free/busy), optionally without one UID.
+
+    What ``read_times`` makes of an object is kept by its text, so a calendar asked
+    about again is not parsed or expanded again.
+    """
+    query = select(_TABLE.c.ical).where(_TABLE.c.principal_id == principal_id)
+    if except_uid is not None:
+        query = query.where(_TABLE.c.uid != except_uid)
+    return [_times_of(text) for text in session.scalars(query)]
+
+
+def _times_of(text: str) -> ObjectTimes:
+    times = _times.get(text)
+    if times is None:
+        times = read_times(_parsed.parse(text))
+        _times[text] = times
+        if len(_times) > TIMES_CACHE_SIZE:
+            _times.popitem(last=False)
+    else:
+        _times.move_to_end(text)
+    return times
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:

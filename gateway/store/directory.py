@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +91,23 @@ def principal_by_id(session: Session, principal_id: int) -> PrincipalRef | None:
     """A principal by its row id, or None when it is gone."""
     principal = session.get(Principal, principal_id)
     return _ref(principal) if principal is not None else None
+
+
+def feed_token(session: Session, principal_id: int, *, renew: bool = False) -> str:
+    """The secret of the principal's calendar feed URL, made on first use; ``renew`` replaces it."""
+    principal = session.get_one(Principal, principal_id)
+    if renew or not principal.feed_token:
+        principal.feed_token = secrets.token_urlsafe(24)
+    return principal.feed_token
+
+
+def by_feed_token(session: Session, address: str, token: str) -> PrincipalRef | None:
+    """The principal whose feed this is, when the token is its feed token."""
+    ref = resolve(session, address)
+    if ref is None or not token:
+        return None
+    stored = session.get_one(Principal, ref.id).feed_token
+    return ref if stored and hmac.compare_digest(stored.encode(), token.encode()) else None
 
 
 def resolve(session: Session, address: str) -> PrincipalRef | None:

@@ -66,6 +66,7 @@ class Principal(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     kind: Mapped[str] = mapped_column(String(20), default="individual")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    feed_token: Mapped[str] = mapped_column(String(64), default="")  # the secret in its calendar feed URL; "": none
     aliases: Mapped[list[Alias]] = relationship(back_populates="principal", cascade="all, delete-orphan")
 
 

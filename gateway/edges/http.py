@@ -1,0 +1,139 @@
+"""The HTTP face: the free/busy URL and each principal's read-only calendar feed (aiohttp).
+
+``GET /freebusy/{address}[,{address}...]?start=…&end=…`` answers ``text/calendar`` with
+one VFREEBUSY (several addresses: their busy time together), if the policy's
+``[freebusy] url`` allows: ``public``, or ``token`` with a partner's token in ``token=``
+or ``Authorization: Bearer``. ``GET /calendars/{address}.ics?token=…`` is the principal's
+calendar as stored, for any calendar program to subscribe to; the token is the one
+``reefknot users feed`` prints. Database work runs in worker threads. Nothing here
+decides free/busy or reads iCalendar: that is ``gateway.service.freebusy``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+from dateutil import parser as dateparser
+
+from gateway.clock import utcnow
+from gateway.config import Listener
+from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
+from gateway.service import freebusy
+from gateway.service.trust import Trust
+from gateway.store import calendars, directory
+from gateway.store.db import Database
+
+log = logging.getLogger(__name__)
+CALENDAR = "text/calendar"
+DEFAULT_WINDOW = timedelta(days=42)  # when the URL names no end: six weeks from its start
+
+
+class HttpError(Exception):
+    """A request answered with an HTTP error status and a short text."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class HttpFace:
+    """The aiohttp application and its listener; ``trust`` gives the policy in force (it changes on SIGHUP)."""
+
+    def __init__(self, db: Database, trust: Callable[[], Trust], executor: Executor,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.db, self.trust, self.executor, self.clock = db, trust, executor, clock
+        self.app = web.Application()
+        self.app.add_routes([
+            web.get("/freebusy/{addresses}", self.freebusy),
+            web.get("/calendars/{address}.ics", self.feed),
+        ])
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, listener: Listener) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = (web.UnixSite(self._runner, listener.path) if listener.path
+                else web.TCPSite(self._runner, listener.host, listener.port))
+        await site.start()
+        log.info("HTTP face on %s", listener)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def freebusy(self, request: web.Request) -> web.Response:
+        try:
+            reader = self._reader(request)
+            addresses = [a for a in request.match_info["addresses"].split(",") if a]
+            start, end = _window(request.query, self.clock())
+            text = await self._run(self._published, addresses, start, end)
+        except HttpError as error:
+            return web.Response(status=error.status, text=error.args[0] + "\n")
+        log.info("free/busy of %s for %s", ", ".join(addresses), reader)
+        return web.Response(text=text, content_type=CALENDAR, charset="utf-8")
+
+    async def feed(self, request: web.Request) -> web.Response:
+        address, token = request.match_info["address"], request.query.get("token", "")
+        try:
+            text = await self._run(self._calendar, address, token)
+        except HttpError as error:
+            return web.Response(status=error.status, text=error.args[0] + "\n")
+        return web.Response(text=text, content_type=CALENDAR, charset="utf-8")
+
+    def _reader(self, request: web.Request) -> str:
+        token = request.query.get("token", "")
+        authorization = request.headers.get("Authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        reader = self.trust().policy.freebusy_url_reader(token)
+        if reader is None:
+            raise HttpError(403 if token else 404, "free/busy is not available here" if not token else "bad token")
+        return reader
+
+    def _published(self, addresses: list[str], start: datetime, end: datetime) -> str:
+        with self.db.transaction() as session:
+            found = directory.resolve_many(session, addresses)
+            missing = [a for a in addresses if found.get(a.lower()) is None]
+            if missing or not addresses:
+                raise HttpError(404, f"no such calendar user: {', '.join(missing)}")
+            principals = [p for p in found.values() if p is not None]
+            return serialize_calendar(freebusy.published(session, principals, start, end, self.clock()))
+
+    def _calendar(self, address: str, token: str) -> str:
+        with self.db.transaction() as session:
+            principal = directory.by_feed_token(session, address, token)
+            if principal is None:
+                raise HttpError(404, "no such calendar")
+            texts = calendars.list_objects(session, principal.id)
+        return serialize_calendar(merge_calendars(parse_calendar(t) for t in texts))
+
+    async def _run(self, function: Callable[..., str], *args: Any) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+
+def _window(query: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The UTC window of a free/busy request: ``start`` (default now) and ``end`` (default six weeks on)."""
+    start = _moment(query.get("start"), "start") or now
+    end = _moment(query.get("end"), "end") or start + DEFAULT_WINDOW
+    if end <= start:
+        raise HttpError(400, "end must be after start")
+    if end - start > freebusy.MAX_WINDOW:
+        raise HttpError(400, f"the window may be at most {freebusy.MAX_WINDOW.days} days")
+    return start, end
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 or iCalendar date-time; without a zone, UTC."""
+    if not value:
+        return None
+    try:
+        moment = dateparser.isoparse(value) if "-" in value[:8] else dateparser.parse(value)
+    except (ValueError, OverflowError) as error:
+        raise HttpError(400, f"{name}: not a date-time: {value}") from error
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

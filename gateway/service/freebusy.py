@@ -1,0 +1,52 @@
+"""Free/busy from the store: a principal's busy time, several aggregated, and the answer to a VFREEBUSY request.
+
+The busy time itself is the pure core's (``gateway.core.freebusy``); here the objects
+are read from the store. Who may ask is the policy's to say, and the caller's to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from icalendar import Calendar
+from sqlalchemy.orm import Session
+
+from gateway.core.freebusy import (
+    BusyPeriod,
+    FreeBusyRequest,
+    busy_periods,
+    freebusy_reply,
+    freebusy_result,
+    merge_periods,
+)
+from gateway.core.model import Method, OutgoingMessage
+from gateway.store import calendars
+from gateway.store.directory import PrincipalRef
+
+MAX_WINDOW = timedelta(days=366)  # the longest window answered, by mail or over HTTP
+
+
+def busy_of(session: Session, principal: PrincipalRef, start: datetime, end: datetime,
+            *, except_uid: str | None = None) -> list[BusyPeriod]:
+    """The principal's busy time in [start, end) from everything in its calendar (but ``except_uid``)."""
+    return busy_periods(calendars.load_times(session, principal.id, except_uid=except_uid), principal.addresses,
+                        start, end)
+
+
+def published(session: Session, principals: Iterable[PrincipalRef], start: datetime, end: datetime,
+              now: datetime) -> Calendar:
+    """One VFREEBUSY for the principals together: their busy time merged (the free/busy URL, ``reefknot freebusy``)."""
+    owners = list(principals)
+    periods = merge_periods(p for owner in owners for p in busy_of(session, owner, start, end))
+    return freebusy_result([o.address for o in owners], start, end, periods, now)
+
+
+def answer_request(session: Session, principal: PrincipalRef, request: FreeBusyRequest,
+                   now: datetime) -> OutgoingMessage:
+    """The principal's VFREEBUSY REPLY to the organizer who asked (RFC 5546 §3.3.2)."""
+    periods = busy_of(session, principal, request.start, request.end)
+    reply = freebusy_reply(principal.address, request.organizer, request.start, request.end, periods, now,
+                           request.uid)
+    uid = str(reply.walk("VFREEBUSY")[0]["UID"])
+    return OutgoingMessage(Method.REPLY, uid, principal.address, (request.organizer,), reply)

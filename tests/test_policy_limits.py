@@ -1,0 +1,86 @@
+"""The policy's limits, per-domain rate and private-event handling, through ``reefknot ingest`` on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway.store.db import Database
+from gateway.store.schema import OutboxMessage
+
+from tests.cli import EVENT, Reefknot, imip_mail
+
+ALICE, ERIN = "alice@foo.example", "erin@baz.example"
+
+
+def configure(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str], policy: str) -> Reefknot:
+    (tmp_path / "local.toml").write_text(policy)
+    config = tmp_path / "reefknot.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n\n[policy]\nfiles = ["local.toml"]\n')
+    run = Reefknot(config, capsys)
+    run("users", "add", ALICE)
+    return run
+
+
+def erins_invitation(uid: str, *attendees: str, extra: str = "") -> str:
+    text = EVENT.format(uid=uid, attendees="\n".join(f"ATTENDEE:mailto:{a}" for a in (ALICE, *attendees)))
+    text = text.replace("ORGANIZER;CN=Alice:mailto:alice@foo.example", f"ORGANIZER:mailto:{ERIN}")
+    text = text.replace("ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@foo.example", f"ATTENDEE:mailto:{ERIN}")
+    return text.replace("VERSION:2.0", "VERSION:2.0\nMETHOD:REQUEST").replace("END:VEVENT", f"{extra}END:VEVENT")
+
+
+def ingest(run: Reefknot, tmp_path: Path, uid: str, calendar: str) -> str:
+    mail = imip_mail(tmp_path, uid, ERIN, ALICE, calendar, "REQUEST")
+    return run("ingest", "--recipient", ALICE, "--sender", ERIN, str(mail))
+
+
+def test_a_message_over_a_limit_is_held_with_the_limits_reason(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, capsys, 'default = "apply"\n[limits]\nmax_attendees = 3\n')
+    assert "done" in ingest(run, tmp_path, "u-small", erins_invitation("u-small", "b@x.example"))
+    assert "held (limits)" in ingest(run, tmp_path, "u-big", erins_invitation("u-big", "b@x.example", "c@x.example"))
+    line = run.json_lines("inbox", ALICE)[-1]
+    assert (line["uid"], line["outcome"], line["reason"]) == ("u-big", "held", "too-many-attendees")
+    run("calendar", "export", ALICE, "--uid", "u-big", expect=65)
+
+
+def test_a_sender_domain_over_its_rate_is_held_until_released(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, capsys, 'default = "apply"\n[limits]\ndomain_rate = "2/1h"\n')
+    states = [ingest(run, tmp_path, f"u-{n}", erins_invitation(f"u-{n}")) for n in range(3)]
+    assert ["done" in s for s in states] == [True, True, False] and "held (limits)" in states[2]
+    assert run.json_lines("inbox", ALICE)[-1]["reason"] == "sender-domain-rate"
+    (held,) = run.json_lines("quarantine")
+    run("quarantine", "release", str(held["id"]))
+    assert run.partstat(ALICE, "u-2", ALICE) == "NEEDS-ACTION"
+
+
+@pytest.mark.parametrize(
+    ("setting", "stored", "reason"),
+    [("keep", "Quarterly planning", ""), ("busy-only", "Busy", ""), ("exclude", None, "private-event-excluded")],
+)
+def test_a_private_event_from_outside_is_stored_as_the_policy_says(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str], setting: str, stored: str | None,
+    reason: str,
+) -> None:
+    run = configure(tmp_path, database_url, capsys, f'default = "apply"\nprivate_events = "{setting}"\n')
+    secret = "CLASS:PRIVATE\nDESCRIPTION:The merger with Initech\nLOCATION:Board room\n"
+    ingest(run, tmp_path, "u-private", erins_invitation("u-private", "ceo@initech.example", extra=secret))
+    assert run.json_lines("inbox", ALICE)[-1]["reason"] == reason
+    if stored is None:
+        run("calendar", "export", ALICE, "--uid", "u-private", expect=65)
+        return
+    export = run("calendar", "export", ALICE, "--uid", "u-private")
+    assert f"SUMMARY:{stored}" in export
+    assert ("Initech" in export) is (setting == "keep")
+    assert run.partstat(ALICE, "u-private", ALICE) == "NEEDS-ACTION"  # Alice can still answer
+    if setting == "busy-only":
+        run("event", "reply", "--as", ALICE, "u-private", "--partstat", "ACCEPTED")
+        (reply,) = run.json_lines("outbox")
+        with Database(database_url).transaction() as session:
+            sent = session.scalars(select(OutboxMessage.ical)).one()
+        assert reply["recipients"] == [ERIN] and "PARTSTAT=ACCEPTED" in sent and "Initech" not in sent
