@@ -97,7 +97,7 @@ class HttpFace:
         return reader
 
     def _published(self, addresses: list[str], start: datetime, end: datetime) -> str:
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             found = directory.resolve_many(session, addresses)
             missing = [a for a in addresses if found.get(a.lower()) is None]
             if missing or not addresses:
@@ -106,7 +106,7 @@ class HttpFace:
             return serialize_calendar(freebusy.published(session, principals, start, end, self.clock()))
 
     def _calendar(self, address: str, token: str) -> str:
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             principal = directory.by_feed_token(session, address, token)
             if principal is None:
                 raise HttpError(404, "no such calendar")

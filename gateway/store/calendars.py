@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from datetime import datetime
 
@@ -18,10 +19,11 @@ from gateway.core.ical import (
 )
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
-from gateway.store.schema import CalendarObject
+from gateway.store.schema import CalendarObject, Principal
 
 PARSED_CACHE_SIZE = 4096
 TIMES_CACHE_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
+CALENDAR_CACHE_SIZE = 256  # principals whose whole list of times is kept
 _ROW_IDS = "reefknot.calendar-row-ids"
 
 
@@ -52,7 +54,8 @@ class _ParsedCache:
 
 
 _parsed = _ParsedCache(PARSED_CACHE_SIZE)
-_times: OrderedDict[str, ObjectTimes] = OrderedDict()
+_times: OrderedDict[tuple[int, int], ObjectTimes] = OrderedDict()  # by (row id, revision)
+_calendar_times: OrderedDict[int, tuple[int | None, list[tuple[str, ObjectTimes]]]] = OrderedDict()
 
 
 _TABLE = CalendarObject.__table__
@@ -62,6 +65,9 @@ _SELECT = select(_TABLE.c.id, _TABLE.c.ical, _TABLE.c.state).where(
 _INSERT = insert(_TABLE).returning(_TABLE.c.id)
 _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 _DELETE = delete(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+_PRINCIPALS = Principal.__table__
+_CALENDAR_REVISION = select(_PRINCIPALS.c.calendar_revision).where(_PRINCIPALS.c.id == bindparam("principal_id"))
+_NEW_CALENDAR_REVISION = update(_PRINCIPALS).where(_PRINCIPALS.c.id == bindparam("principal_id"))
 
 
 def load_object(session: Session, principal_id: int, uid: str) -> Stored:
@@ -81,6 +87,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         load_object(session, principal_id, uid)
     row_id = ids[(principal_id, uid)]
     components = stored.components
+    session.execute(_NEW_CALENDAR_REVISION, {"principal_id": principal_id, "calendar_revision": secrets.randbits(62)})
     if stored.calendar is None or not components:
         if row_id is not None:
             session.execute(_DELETE, {"row_id": row_id})
@@ -95,6 +102,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         "ical": text,
         "state": stored.state.to_json(),
         "updated_at": now,
+        "revision": secrets.randbits(62),  # a new name for every version: what the times cache is keyed by
     }
     if row_id is None:
         inserted = session.execute(_INSERT, {"principal_id": principal_id, "uid": uid, **values})
@@ -106,25 +114,39 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
 def load_times(session: Session, principal_id: int, *, except_uid: str | None = None) -> list[ObjectTimes]:
     """The times of every object of a principal (for free/busy), optionally without one UID.
 
-    What ``read_times`` makes of an object is kept by its text, so a calendar asked
-    about again is not parsed or expanded again.
+    What ``read_times`` makes of each object is kept by the row's revision, and a
+    principal's whole list by its calendar revision: a calendar asked about again is
+    neither read, nor parsed, nor expanded again unless it changed.
     """
-    query = select(_TABLE.c.ical).where(_TABLE.c.principal_id == principal_id)
-    if except_uid is not None:
-        query = query.where(_TABLE.c.uid != except_uid)
-    return [_times_of(text) for text in session.scalars(query)]
-
-
-def _times_of(text: str) -> ObjectTimes:
-    times = _times.get(text)
-    if times is None:
-        times = read_times(_parsed.parse(text))
-        _times[text] = times
-        if len(_times) > TIMES_CACHE_SIZE:
-            _times.popitem(last=False)
+    revision = session.scalar(_CALENDAR_REVISION, {"principal_id": principal_id})
+    cached = _calendar_times.get(principal_id)
+    if cached is None or cached[0] != revision:
+        cached = (revision, _read_times(session, principal_id))
+        _calendar_times[principal_id] = cached
+        if len(_calendar_times) > CALENDAR_CACHE_SIZE:
+            _calendar_times.popitem(last=False)
     else:
-        _times.move_to_end(text)
-    return times
+        _calendar_times.move_to_end(principal_id)
+    return [times for uid, times in cached[1] if uid != except_uid]
+
+
+def _read_times(session: Session, principal_id: int) -> list[tuple[str, ObjectTimes]]:
+    rows = session.execute(select(_TABLE.c.id, _TABLE.c.uid, _TABLE.c.revision).where(
+        _TABLE.c.principal_id == principal_id)).all()
+    missing = [(row.id, row.revision) for row in rows if (row.id, row.revision) not in _times]
+    for chunk in range(0, len(missing), 500):
+        wanted = dict(missing[chunk:chunk + 500])
+        texts = select(_TABLE.c.id, _TABLE.c.revision, _TABLE.c.ical).where(_TABLE.c.id.in_(wanted))
+        for row in session.execute(texts):
+            _keep_times((row.id, row.revision), read_times(_parsed.parse(row.ical)))
+    found = [(row.uid, _times.get((row.id, row.revision))) for row in rows]
+    return [(uid, times) for uid, times in found if times is not None]
+
+
+def _keep_times(key: tuple[int, int], times: ObjectTimes) -> None:
+    _times[key] = times
+    if len(_times) > TIMES_CACHE_SIZE:
+        _times.popitem(last=False)
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
+READ_ONLY = "reefknot_read_only"
 
 
 class Database:
@@ -30,6 +31,7 @@ class Database:
         self.url = url
         self.engine = _create_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -39,6 +41,12 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on any error."""
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it takes no write lock, so it never waits for a writer."""
+        with self.readers() as session, session.begin():
             yield session
 
     def upgrade(self) -> None:
@@ -104,7 +112,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_immediate(connection: Any) -> None:
     # Take the write lock at BEGIN: two processes never deadlock upgrading a read lock.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader (Database.reading) begins a deferred transaction: a snapshot, no lock.
+    connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def _alembic_config() -> Config:

@@ -67,6 +67,7 @@ class Principal(Base):
     kind: Mapped[str] = mapped_column(String(20), default="individual")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     feed_token: Mapped[str] = mapped_column(String(64), default="")  # the secret in its calendar feed URL; "": none
+    calendar_revision: Mapped[int] = mapped_column(BigInteger, default=0)  # random, new with every calendar change
     aliases: Mapped[list[Alias]] = relationship(back_populates="principal", cascade="all, delete-orphan")
 
 
@@ -93,6 +94,7 @@ class CalendarObject(Base):
     ical: Mapped[str] = mapped_column(Text)
     state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)  # random, new with every version of the text
 
 
 class IntakeMessage(Base):
