@@ -1,12 +1,16 @@
-"""The policy's limits, per-domain rate and private-event handling, through ``reefknot ingest`` on SQLite and PostgreSQL."""
+"""The policy's limits, rate, private events and rejection notices, through ``reefknot ingest`` on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
+from gateway.mailauth import DkimSigner
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
 
@@ -84,3 +88,41 @@ def test_a_private_event_from_outside_is_stored_as_the_policy_says(
         with Database(database_url).transaction() as session:
             sent = session.scalars(select(OutboxMessage.ical)).one()
         assert reply["recipients"] == [ERIN] and "PARTSTAT=ACCEPTED" in sent and "Initech" not in sent
+
+
+def _signed_invitation(tmp_path: Path, uid: str) -> tuple[Path, str]:
+    """Erin's invitation, DKIM-signed by baz.example; and the pinned-key policy section for it."""
+    key = tmp_path / "baz.key"
+    key.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    signer = DkimSigner("baz.example", "cal", key)
+    raw = imip_mail(tmp_path, uid, ERIN, ALICE, erins_invitation(uid), "REQUEST").read_bytes()
+    path = tmp_path / f"{uid}-signed.eml"
+    path.write_bytes(signer.sign(re.sub(rb"\r?\n", b"\r\n", raw)))
+    partner = f'[[partner]]\nname = "baz"\ndomains = ["baz.example"]\n[partner.dkim_keys]\n' \
+              f'"{signer.record_name}" = "{signer.dns_record()}"\n'
+    return path, partner
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_rejecting_rule_declines_with_a_notice_only_to_an_authenticated_organizer(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str], signed: bool
+) -> None:
+    mail, partner = _signed_invitation(tmp_path, "u-notice")
+    rule = ('default = "apply"\n[[rule]]\nname = "no-baz-meetings"\nsender_domain = ["baz.example"]\n'
+            'action = "reject"\nnotify_sender = true\n\n')
+    run = configure(tmp_path, database_url, capsys, rule + partner)
+    if not signed:
+        mail = imip_mail(tmp_path, "u-notice", ERIN, ALICE, erins_invitation("u-notice"), "REQUEST")
+    run("ingest", "--recipient", ALICE, "--sender", ERIN, str(mail))
+    line = run.json_lines("inbox", ALICE)[-1]
+    assert (line["outcome"], line["reason"]) == ("rejected", "no-baz-meetings" if signed else "unauthenticated")
+    run("calendar", "export", ALICE, "--uid", "u-notice", expect=65)
+    with Database(database_url).transaction() as session:
+        notices = list(session.scalars(select(OutboxMessage)))
+    if not signed:
+        assert notices == []  # an unproven From may be a victim: no notice
+        return
+    (notice,) = notices
+    assert (notice.method, notice.recipient) == ("REPLY", ERIN)
+    assert "PARTSTAT=DECLINED" in notice.ical and "no-baz-meetings" in notice.ical.replace("\r\n ", "")

@@ -16,18 +16,21 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from gateway.core.addresses import domain_of
 from gateway.core.freebusy import FreeBusyError, read_freebusy_request
 from gateway.core.ical import components_of
+from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
+from gateway.core.itip.resource import PlanError
 from gateway.core.mail import MailError, ParsedMail, parse_mail
-from gateway.core.model import Method, Outcome
+from gateway.core.model import Method, Outcome, OutgoingMessage, PartStat
 from gateway.core.policy import Action, PrivateEvents
 from gateway.core.privacy import busy_only
 from gateway.service import freebusy, rooms, routing
 from gateway.service.answers import apply_plain_answer
 from gateway.service.bounced import record_bounce
-from gateway.service.delivery import apply_for, books_itself, deliver
+from gateway.service.delivery import apply_for, books_itself, deliver, recipient_of
 from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger
@@ -151,6 +154,9 @@ def _apply_one(
     judgement = judge.judge(session, route, message, stored.calendar, now)
     if judgement.action in (Action.HOLD, Action.REJECT):
         _record_judgement(session, row, mail, route, message, judgement, now)
+        notice = _rejection_notice(route, message, judgement, mail, now)
+        if notice is not None:
+            deliver(session, [notice], now)
         return judgement
     if not ledger.claim(session, principal.id, ledger.fingerprint(message.method.value, message.text), now):
         line = PartProblem(Outcome.DUPLICATE, "already-processed", method=message.method.value, uid=message.uid)
@@ -189,6 +195,26 @@ def _apply_one(
     if answers and not mail.is_noise:
         deliver(session, answers, now, judge.trust.room_rules)
     return None
+
+
+def _rejection_notice(
+    route: Route, message: ItipMessage, judgement: Judgement, mail: ParsedMail, now: datetime
+) -> OutgoingMessage | None:
+    """The notice a rejecting rule asks for, where it is safe: an authenticated organizer learns that its
+    invitation was declined, and why. Never to noise, never to an unproven sender (it would go to a victim)."""
+    authority = judgement.authority
+    if (judgement.action is not Action.REJECT or not judgement.notify_sender or mail.is_noise
+            or authority is None or not authority.allowed or message.method not in (Method.REQUEST, Method.ADD)):
+        return None
+    recipient = recipient_of(route.principal)
+    attendee = next((a for c in components_of(message.calendar) if (a := recipient.attendee_in(c))), None)
+    if attendee is None:
+        return None
+    try:
+        return build_reply(message.calendar, attendee, now, partstat=PartStat.DECLINED,
+                           comment=f"Not accepted by the policy of {domain_of(attendee)} ({judgement.rule}).")
+    except PlanError:
+        return None
 
 
 def _is_freebusy(message: ItipMessage) -> bool:

@@ -125,6 +125,7 @@ class Judgement:
     reason: str
     authority: Authority | None = None
     facts: Facts | None = None
+    notify_sender: bool = False  # the rule asks for a notice; the caller sends one only where safe
 
     @property
     def detail(self) -> str:
@@ -177,7 +178,7 @@ class Judge:
         action = decision.action
         if self.released and action in (Action.HOLD, Action.REJECT):
             action = Action.APPLY
-        return Judgement(action, decision.rule, decision.reason, authority, facts)
+        return Judgement(action, decision.rule, decision.reason, authority, facts, decision.notify_sender)
 
     def may_see_freebusy(self, judgement: Judgement) -> bool:
         """Whether the policy lets this sender have a VFREEBUSY reply by mail."""
