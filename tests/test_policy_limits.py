@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
+from gateway.cli import main
 from gateway.mailauth import DkimSigner
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
@@ -126,3 +127,14 @@ def test_a_rejecting_rule_declines_with_a_notice_only_to_an_authenticated_organi
     (notice,) = notices
     assert (notice.method, notice.recipient) == ("REPLY", ERIN)
     assert "PARTSTAT=DECLINED" in notice.ical and "no-baz-meetings" in notice.ical.replace("\r\n ", "")
+
+
+def test_check_config_loads_the_policy_files_and_names_a_broken_one(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, capsys, 'default = "hold"\n[[rule]]\nname = "r"\naction = "apply"\n')
+    assert "policy: 1 rules, 0 partners, 0 room sections, 0 calendar relays; default hold" in run("check-config")
+    (tmp_path / "local.toml").write_text('default = "hold"\n[[rule]]\nname = "r"\naction = "aply"\n')
+    capsys.readouterr()
+    assert main(["--config", str(tmp_path / "reefknot.toml"), "check-config"]) == 78
+    assert "local.toml:4: rule 'r': unknown action 'aply'" in capsys.readouterr().err

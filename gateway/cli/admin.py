@@ -32,10 +32,17 @@ def db_upgrade(context: Context) -> None:
 @cli.command("check-config")
 @pass_context
 def check_config(context: Context) -> None:
-    """Validate the configuration and say where it came from."""
+    """Validate the configuration and its policy files, and say where they came from."""
     config = context.config
     click.echo(f"configuration: {config.source}")
     click.echo(f"database: {config.database_url}")
+    trust = context.trust()
+    if not trust.verifies_senders:
+        click.echo("policy: none ([policy] files): scheduling mail is applied without verifying senders")
+        return
+    policy = trust.policy
+    click.echo(f"policy: {len(policy.rules)} rules, {len(policy.partners)} partners, {len(policy.rooms)} room sections, "
+               f"{len(trust.relays)} calendar relays; default {policy.default.action.value}")
 
 
 @cli.command("demo")
