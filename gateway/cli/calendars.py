@@ -171,7 +171,8 @@ def event_put(context: Context, actor: str, source: Any) -> None:
     """Create or change an object from an iCalendar file (- for stdin)."""
     text = source.read()
     with context.database().transaction() as session:
-        change = events.put_event(session, context.principal(session, actor), text, utcnow())
+        actor_ref = context.principal(session, actor)
+        change = events.put_event(session, actor_ref, text, utcnow(), context.trust().room_rules)
     click.echo(f"stored {change.uid}")
     _report(change)
 

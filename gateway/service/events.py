@@ -37,6 +37,7 @@ from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.model import NamedError, OutgoingMessage, PartStat
 from gateway.service.delivery import Applied, deliver
+from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef
 
@@ -54,12 +55,15 @@ class Change:
     applied: tuple[Applied, ...]
 
 
-def put_event(session: Session, actor: PrincipalRef, text: str, now: datetime) -> Change:
-    """Create or change an object in the actor's calendar and schedule what that requires."""
+def put_event(session: Session, actor: PrincipalRef, text: str, now: datetime, rules: RoomRules = no_rules) -> Change:
+    """Create or change an object in the actor's calendar and schedule what that requires.
+
+    Rooms invited answer at once, under the booking ``rules`` (the policy's ``[[room]]``).
+    """
     calendar = _read_object(text, actor)
     uid = uid_of(components_of(calendar)[0])
     old = calendars.load_object(session, actor.id, uid)
-    return _commit(session, actor, uid, old, calendar, _role_address(actor, calendar), now)
+    return _commit(session, actor, uid, old, calendar, _role_address(actor, calendar), now, rules=rules)
 
 
 def delete_event(session: Session, actor: PrincipalRef, uid: str, now: datetime) -> Change:
@@ -89,7 +93,7 @@ def reply_event(
 
 def _commit(
     session: Session, actor: PrincipalRef, uid: str, old: Stored, new: Calendar | None, address: str,
-    now: datetime, *, comment: str | None = None,
+    now: datetime, *, comment: str | None = None, rules: RoomRules = no_rules,
 ) -> Change:
     """Plan the change from the stored ``old`` to ``new``, store it, and deliver what it requires."""
     try:
@@ -97,7 +101,7 @@ def _commit(
     except PlanError as error:
         raise EventError(error.reason, error.detail) from error
     calendars.save_object(session, actor.id, uid, Stored(plan.stored, old.state), now)
-    applied = deliver(session, plan.messages, now)
+    applied = deliver(session, plan.messages, now, rules)
     return Change(uid, plan.messages, tuple(applied))
 
 
