@@ -165,6 +165,10 @@ def test_the_free_busy_url_answers_with_the_token_across_the_dst_change(site: Si
     status, content_type, text = site.get(f"/freebusy/{ALICE}?{window}&token={TOKEN}")
     assert (status, content_type) == (200, "text/calendar")
     assert busy_in(text) == EXPECTED_BUSY
+    status, _, both = site.get(f"/freebusy/{ALICE},{ROOM}?{window}&token={TOKEN}")
+    (together,) = parse_calendar(both).walk("VFREEBUSY")
+    assert status == 200 and sorted(str(a) for a in together["ATTENDEE"]) == [f"mailto:{ALICE}", f"mailto:{ROOM}"]
+    assert busy_in(both) == EXPECTED_BUSY  # the room is free: together they are busy when Alice is
     assert site.get(f"/freebusy/{ALICE}?{window}")[0] == 404  # no token: the URL is not public
     assert site.get(f"/freebusy/{ALICE}?{window}&token=wrong")[0] == 403
     assert site.get(f"/freebusy/nobody@foo.example?{window}&token={TOKEN}")[0] == 404
