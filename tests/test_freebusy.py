@@ -22,9 +22,7 @@ from gateway.core.freebusy import (
     freebusy_reply,
     freebusy_result,
     merge_periods,
-    occurrences,
     read_freebusy_request,
-    read_times,
 )
 from gateway.core.ical import (
     components_of,
@@ -32,6 +30,7 @@ from gateway.core.ical import (
     parse_calendar,
     serialize_calendar,
 )
+from gateway.core.recurrence import occurrences, read_times
 
 OWNER = frozenset({"alice@foo.example", "a.smith@foo.example"})
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.core.model import Kind
 from gateway.service import receive
-from gateway.store import directory
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
 from tests.conftest import NOW
+from tests.corpus_site import LOCAL, corpus_database
+from tests.corpus_site import MAIL as CORPUS
 
-MAIL = sorted((Path(__file__).parent / "data" / "mail").glob("*.eml"))
+MAIL = sorted(CORPUS.glob("*.eml"))
 EXAMPLES = int(os.environ.get("REEFKNOT_FUZZ_EXAMPLES", "1500"))
-LOCAL = ("alice@foo.example", "bob@foo.example", "room-r@foo.example")
 FUZZ = settings(max_examples=EXAMPLES, deadline=5000, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.function_scoped_fixture])
 
@@ -52,12 +50,7 @@ FRAGMENTS = [
 
 @pytest.fixture(scope="module")
 def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'reefknot.db'}")
-    db.upgrade()
-    with db.transaction() as session:
-        for address in LOCAL:
-            kind = Kind.ROOM if address.startswith("room") else Kind.INDIVIDUAL
-            directory.add_principal(session, address, NOW, kind=kind)
+    db = corpus_database(tmp_path_factory.mktemp("fuzz"), NOW)
     yield db
     db.dispose()
 

@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from gateway.core.model import Kind
 from gateway.service import receive
 from gateway.store import calendars, directory, inbox
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
 from tests.conftest import NOW
+from tests.corpus_site import LOCAL, MAIL, corpus_database
 
-MAIL = Path(__file__).parent / "data" / "mail"
 MANIFEST = tomllib.loads((MAIL / "manifest.toml").read_text())
-LOCAL = ("alice@foo.example", "bob@foo.example", "room-r@foo.example")
 
 
 @pytest.fixture(scope="module")
 def corpus_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path_factory.mktemp('corpus') / 'reefknot.db'}")
-    db.upgrade()
-    with db.transaction() as session:
-        for address in LOCAL:
-            kind = Kind.ROOM if address.startswith("room") else Kind.INDIVIDUAL
-            directory.add_principal(session, address, NOW, kind=kind)
+    db = corpus_database(tmp_path_factory.mktemp("corpus"), NOW)
     yield db
     db.dispose()
 

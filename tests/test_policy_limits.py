@@ -14,7 +14,6 @@ from gateway.cli import main
 from gateway.mailauth import DkimSigner
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
-
 from tests.cli import EVENT, Reefknot, imip_mail
 
 ALICE, ERIN = "alice@foo.example", "erin@baz.example"

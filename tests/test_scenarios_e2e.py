@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.ical import components_of, find_attendee, parse_calendar, partstat_of, uid_of
+from gateway.core.ical import (
+    components_of,
+    find_attendee,
+    parse_calendar,
+    partstat_of,
+    uid_of,
+)
 from tests.cli import EVENT, Reefknot
 from tests.serve import ServeProcess, write_config
 from tests.servers import LOOPBACK

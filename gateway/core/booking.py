@@ -16,14 +16,7 @@ from enum import StrEnum
 
 from icalendar import Calendar, Component
 
-from gateway.core.freebusy import (
-    BusyPeriod,
-    Occurrence,
-    merge_periods,
-    occurrence_of,
-    occurrences,
-    utc,
-)
+from gateway.core.freebusy import BusyPeriod, merge_periods
 from gateway.core.ical import attendees_of, copy_component, find_attendee
 from gateway.core.instances import MASTER, has_recurrence, override_from_master
 from gateway.core.itip.compose import build_reply
@@ -35,6 +28,8 @@ from gateway.core.itip.resource import (
 )
 from gateway.core.itip.types import Stored, assemble
 from gateway.core.model import NamedError, PartStat
+from gateway.core.policy import BOOKING_TOO_FAR_AHEAD, BOOKING_TOO_LONG
+from gateway.core.recurrence import Occurrence, occurrence_of, occurrences, utc
 
 Clash = Callable[[datetime, datetime], bool]
 
@@ -43,8 +38,8 @@ class Decline(StrEnum):
     """Why the room declines an instance, or the whole request."""
 
     CLASH = "clash"
-    TOO_LONG = "too-long"
-    OUTSIDE_BOOKING_WINDOW = "outside-booking-window"
+    TOO_LONG = BOOKING_TOO_LONG  # the policy's names, so that a reason means one thing in every log
+    OUTSIDE_BOOKING_WINDOW = BOOKING_TOO_FAR_AHEAD
     CANCELLED = "cancelled"
     ALL_INSTANCES_DECLINED = "all-instances-declined"
 

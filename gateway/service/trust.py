@@ -170,9 +170,10 @@ class Judge:
     def judge(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
               now: datetime) -> Judgement:
         """The policy's action for this message and recipient (a released message is applied)."""
-        authority = self._authority(route, message, stored, self._evidence(route, frozenset()))
+        relays = self.trust.relays
+        authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays)
         if not authority.allowed and self.mail.dkim_signed and self.trust.verifies_senders:
-            authority = self._authority(route, message, stored, self._evidence(route, self._dkim_domains()))
+            authority = authorize_itip(message, stored, self._evidence(route, self._dkim_domains()), relays)
         facts = self._facts(session, route, message, stored, authority)
         decision = self.trust.policy.decide(facts, now)
         action = decision.action
@@ -191,10 +192,6 @@ class Judge:
         facts = Facts(message.method.value, _component(message), self._claimed(), route.principal.address,
                       route.principal.kind, sender_local=local)
         return self.trust.policy.private_handling(facts, classification_of(message.calendar))
-
-    def _authority(self, route: Route, message: ItipMessage, stored: Calendar | None,
-                   evidence: SenderEvidence) -> Authority:
-        return authorize_itip(message, stored, evidence, self.trust.relays)
 
     def _evidence(self, route: Route, verified: frozenset[str]) -> SenderEvidence:
         token = route.token if route.token is not None and not route.token.expired else None

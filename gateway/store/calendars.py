@@ -10,7 +10,6 @@ from icalendar import Calendar
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.core.freebusy import ObjectTimes, read_times
 from gateway.core.ical import (
     organizer_of,
     parse_calendar,
@@ -19,6 +18,7 @@ from gateway.core.ical import (
 )
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
+from gateway.core.recurrence import ObjectTimes, read_times
 from gateway.store.schema import CalendarObject, Principal
 
 PARSED_CACHE_SIZE = 4096
