@@ -137,3 +137,15 @@ def test_check_config_loads_the_policy_files_and_names_a_broken_one(
     capsys.readouterr()
     assert main(["--config", str(tmp_path / "reefknot.toml"), "check-config"]) == 78
     assert "local.toml:4: rule 'r': unknown action 'aply'" in capsys.readouterr().err
+
+
+def test_a_sender_is_known_once_the_recipients_calendar_holds_one_of_its_events(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, capsys,
+                    'default = "apply"\n[[rule]]\nname = "strangers"\nsender_known = false\naction = "hold"\n')
+    assert "held (strangers)" in ingest(run, tmp_path, "u-first", erins_invitation("u-first"))
+    (held,) = run.json_lines("quarantine")
+    run("quarantine", "release", str(held["id"]))
+    assert "done" in ingest(run, tmp_path, "u-second", erins_invitation("u-second"))
+    assert run.partstat(ALICE, "u-second", ALICE) == "NEEDS-ACTION"

@@ -53,7 +53,7 @@ from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
 from gateway.relays import parse_relays
 from gateway.service.routing import Route
-from gateway.store import directory, intake
+from gateway.store import calendars, directory, intake
 
 log = logging.getLogger(__name__)
 OPEN = Source("built-in", 0)
@@ -220,7 +220,9 @@ class Judge:
         return Facts(
             method=message.method.value, component=_component(message), sender=sender,
             recipient=route.principal.address, recipient_kind=route.principal.kind, auth=authority.auth,
-            authority=authority.reason, sender_known=stored is not None,
+            authority=authority.reason,
+            sender_known=stored is not None or bool(sender) and calendars.knows_organizer(
+                session, route.principal.id, sender),
             sender_local=directory.resolve(session, sender) is not None if sender else False,
             is_noise=self.mail.is_noise, start=start, end=end,
         )

@@ -149,6 +149,12 @@ def _keep_times(key: tuple[int, int], times: ObjectTimes) -> None:
         _times.popitem(last=False)
 
 
+def knows_organizer(session: Session, principal_id: int, organizer: str) -> bool:
+    """Whether any object in the principal's calendar is organized by this address."""
+    query = select(_TABLE.c.id).where(_TABLE.c.principal_id == principal_id, _TABLE.c.organizer == organizer)
+    return session.execute(query.limit(1)).first() is not None
+
+
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:
     """The principal's stored objects as iCalendar texts, by UID."""
     query = select(CalendarObject.ical).where(CalendarObject.principal_id == principal_id)
