@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.message
 import re
 from pathlib import Path
 
@@ -149,3 +151,15 @@ def test_a_sender_is_known_once_the_recipients_calendar_holds_one_of_its_events(
     run("quarantine", "release", str(held["id"]))
     assert "done" in ingest(run, tmp_path, "u-second", erins_invitation("u-second"))
     assert run.partstat(ALICE, "u-second", ALICE) == "NEEDS-ACTION"
+
+
+def test_the_policys_mime_limits_hold_a_message_with_too_many_parts(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = configure(tmp_path, database_url, capsys, 'default = "apply"\n[limits]\nmax_parts = 3\n')
+    assert "done" in ingest(run, tmp_path, "u-fits", erins_invitation("u-fits"))  # 3 parts: alternative, 2 leaves
+    mail = imip_mail(tmp_path, "u-parts", ERIN, ALICE, erins_invitation("u-parts"), "REQUEST")
+    message = email.message_from_bytes(mail.read_bytes())
+    message.attach(email.message.Message())  # a fourth part
+    mail.write_bytes(message.as_bytes())
+    assert "held (mime-too-many-parts)" in run("ingest", "--recipient", ALICE, "--sender", ERIN, str(mail))

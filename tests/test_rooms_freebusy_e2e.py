@@ -60,11 +60,11 @@ class Site:
     carol: DkimSigner
     sent: int = 0
 
-    def send(self, sender: str, to: str, calendar: str, method: str) -> None:
+    def send(self, sender: str, to: str, calendar: str, method: str, headers: str = "") -> None:
         self.sent += 1
         message_id = f"<fb{self.sent}@{sender.split('@')[1]}>"
         raw = crlf(
-            f"From: {sender}\nTo: {to}\nSubject: {method}\nMessage-ID: {message_id}\nMIME-Version: 1.0\n"
+            f"From: {sender}\nTo: {to}\nSubject: {method}\nMessage-ID: {message_id}\nMIME-Version: 1.0\n{headers}"
             f'Content-Type: text/calendar; method={method}; charset="utf-8"\n\n{calendar}'.encode()
         )
         if sender == CAROL:
@@ -158,6 +158,14 @@ def test_an_unauthorized_free_busy_request_gets_nothing(site: Site) -> None:
     assert (line["outcome"], line["reason"]) in {("recorded", "freebusy-not-allowed"), ("held", "unauthenticated")}
     time.sleep(0.5)  # the sender polls every 0.2 s: an answer would have gone out by now
     assert [m for m in site.peer.received if ERIN in m.rcpt_to] == []
+
+
+def test_a_free_busy_request_marked_auto_submitted_gets_no_answer(site: Site) -> None:
+    site.send(CAROL, ALICE, freebusy_request(CAROL, "fb-3"), "REQUEST", headers="Auto-Submitted: auto-generated\n")
+    line = site.run.json_lines("inbox", ALICE)[-1]
+    assert (line["outcome"], line["reason"]) == ("recorded", "freebusy-not-allowed")
+    time.sleep(0.5)  # the sender polls every 0.2 s: an answer would have gone out by now
+    assert [m for m in site.peer.received if CAROL in m.rcpt_to] == []
 
 
 def test_the_free_busy_url_answers_with_the_token_across_the_dst_change(site: Site) -> None:
