@@ -1,7 +1,7 @@
 """Reading the calendar relays file (``policies/relays.toml``) into the trust rules' Relay values.
 
 The file is a list of ``[[relay]]`` tables; what each setting means is
-``gateway.core.authority.Relay``'s to say. Every problem is a ConfigError naming the file
+``gateway.core.evidence.Relay``'s to say. Every problem is a ConfigError naming the file
 and the relay.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError
-from gateway.core.authority import Relay
-from gateway.core.policy import Glob, address_pattern
+from gateway.core.evidence import Relay
+from gateway.core.patterns import Glob, address_pattern
 
 SETTINGS = ("name", "dkim_domains", "envelope_senders", "senders", "organizers", "attendees")
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

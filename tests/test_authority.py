@@ -20,25 +20,28 @@ from gateway.core.authority import (
     Aliases,
     Authority,
     Basis,
+    authorize_itip,
+    decide_authority,
+    no_aliases,
+    stored_organizer_of,
+)
+from gateway.core.authresults import trusted_results
+from gateway.core.evidence import (
     Mechanism,
     Relay,
     Role,
     SenderEvidence,
     aligned,
     authenticated_identities,
-    authorize_itip,
-    decide_authority,
     gather_evidence,
-    no_aliases,
     organizational_domain,
-    stored_organizer_of,
 )
-from gateway.core.authresults import trusted_results
 from gateway.core.ical import components_of, parse_calendar
 from gateway.core.itip.messages import ItipMessage, read_itip
 from gateway.core.mail import CalendarPart
 from gateway.core.model import Method
-from gateway.core.policy import Auth, address_pattern
+from gateway.core.patterns import address_pattern
+from gateway.core.policy import Auth
 from gateway.relays import load_relays
 
 RELAYS = load_relays(Path(__file__).resolve().parent.parent / "policies" / "relays.toml")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.core.model import Kind
+from gateway.core.patterns import address_pattern, domain_pattern, slug_pattern
 from gateway.core.policy import (
     Action,
     Auth,
@@ -25,9 +26,6 @@ from gateway.core.policy import (
     Room,
     Rule,
     Source,
-    address_pattern,
-    domain_pattern,
-    slug_pattern,
 )
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)

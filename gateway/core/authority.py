@@ -1,15 +1,13 @@
-"""Who sent a scheduling message, and whether that sender may do what it asks (RFC 5546 §3, INTEROP rules 8–11).
+"""Whether the sender of a scheduling message may do what it asks (RFC 5546 §3, INTEROP rules 8–11).
 
-Two questions, answered from data only. Which addresses of the mail are authenticated
-(``authenticated_identities``), and does one of them stand for the iTIP role the method
-needs (``decide_authority``, ``authorize_itip``): the organizer for PUBLISH, REQUEST,
-ADD, CANCEL and DECLINECOUNTER, the attendee named for REPLY, COUNTER and REFRESH. The
-evidence comes from DKIM verification and trusted Authentication-Results
-(``gather_evidence``), reply tokens and configured calendar relays; finding it is the
-caller's job. A ``From:`` that merely equals the role is not enough (INTEROP rule 10).
-DKIM, SPF and DMARC vouch for a domain, not a person: whoever may send as bar.example
-may claim any address there. Not for verifying signatures (``gateway.mailauth``), nor
-for choosing what becomes of an unauthenticated message (``gateway.core.policy``).
+Decides from data only whether one of the mail's authenticated addresses stands for the
+iTIP role the method needs (``decide_authority``, ``authorize_itip``): the organizer for
+PUBLISH, REQUEST, ADD, CANCEL and DECLINECOUNTER, the attendee named for REPLY, COUNTER
+and REFRESH. Which addresses are authenticated, and by what (DKIM, SPF, DMARC, reply
+tokens, configured calendar relays), is ``gateway.core.evidence``'s to say; finding the
+evidence is the caller's job. A ``From:`` that merely equals the role is not enough
+(INTEROP rule 10). Not for verifying signatures (``gateway.mailauth``), nor for choosing
+what becomes of an unauthenticated message (``gateway.core.policy``).
 """
 
 from __future__ import annotations
@@ -20,12 +18,19 @@ from enum import StrEnum
 
 from icalendar import Calendar, Component
 
-from gateway.core.addresses import domain_of, normalize_address
-from gateway.core.authresults import MethodResult, dkim_domain, domain_in, passing
+from gateway.core.addresses import normalize_address
+from gateway.core.evidence import (
+    Mechanism,
+    Relay,
+    Role,
+    SenderEvidence,
+    Verified,
+    authenticated_identities,
+)
 from gateway.core.ical import attendee_properties, components_of
 from gateway.core.itip.messages import ItipMessage
 from gateway.core.model import Method
-from gateway.core.policy import AUTHENTICATED, Auth, Glob
+from gateway.core.policy import AUTHENTICATED, Auth
 
 ORGANIZER_METHODS = frozenset(
     {Method.PUBLISH, Method.REQUEST, Method.ADD, Method.CANCEL, Method.DECLINECOUNTER}
@@ -39,36 +44,12 @@ ORGANIZER_CHANGED = "organizer-changed"
 NO_ORGANIZER = "no-organizer"
 NO_ATTENDEE = "no-attendee"
 
-# Two-label public suffixes under which each registration is its own organization.
-# A short list, not the Public Suffix List: a domain under a suffix missing here is
-# grouped with its siblings (a.github.io aligns with b.github.io).
-TWO_LABEL_SUFFIXES = frozenset({
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "ltd.uk", "plc.uk", "me.uk", "net.uk", "sch.uk", "nhs.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
-    "co.za", "org.za", "ac.za", "gov.za",
-    "com.br", "net.br", "org.br", "gov.br",
-    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn",
-    "com.mx", "com.ar", "com.tr", "com.tw", "com.hk", "com.sg", "com.my", "com.ph", "com.vn",
-    "co.in", "net.in", "org.in", "ac.in", "gov.in",
-    "co.kr", "or.kr", "ac.kr", "co.il", "ac.il", "co.id", "co.th", "ac.th",
-    "co.at", "or.at", "com.pl", "com.ua", "com.es", "com.pt", "com.gr", "com.ru",
-})
-
 Aliases = Callable[[str], Iterable[str]]
 
 
 def no_aliases(address: str) -> Iterable[str]:
     """The alias lookup for a caller without a directory."""
     return ()
-
-
-class Role(StrEnum):
-    """The iTIP role a method must come from."""
-
-    ORGANIZER = "organizer"
-    ATTENDEE = "attendee"
 
 
 class Basis(StrEnum):
@@ -78,89 +59,6 @@ class Basis(StrEnum):
     EMAIL = "email"      # its EMAIL parameter (iCloud organizes from 2_…@imip.me.com tokens)
     SENT_BY = "sent-by"  # a delegate named in SENT-BY
     ALIAS = "alias"      # another address of the same person, from the directory
-
-
-class Mechanism(StrEnum):
-    """What authenticated an address."""
-
-    DMARC = "dmarc"
-    DKIM = "dkim"
-    SPF = "spf"
-    RELAY = "relay"
-    TOKEN = "token"
-
-
-@dataclass(frozen=True)
-class SenderEvidence:
-    """What is known about who sent one mail. Addresses and domains are normalized (lower case).
-
-    ``dkim_domains`` holds the ``d=`` of every signature that verified (our own check or a
-    trusted Authentication-Results); ``spf_domain`` the envelope domain SPF passed for;
-    ``dmarc`` the DMARC result for the From domain (None: not evaluated). A valid reply
-    token in the recipient address names the attendee (``token_attendee``) of one event
-    (``token_uid``).
-    """
-
-    from_address: str | None
-    envelope_sender: str | None = None
-    sender_header: str | None = None
-    dkim_domains: frozenset[str] = frozenset()
-    spf_domain: str | None = None
-    dmarc: str | None = None
-    token_attendee: str | None = None
-    token_uid: str | None = None
-
-    @property
-    def claimed(self) -> tuple[str, ...]:
-        """The author addresses the headers claim: From, then Sender."""
-        return tuple(a for a in (self.from_address, self.sender_header) if a)
-
-
-@dataclass(frozen=True)
-class Verified:
-    """One authenticated address and what authenticated it: a domain, or a relay's name."""
-
-    address: str
-    mechanism: Mechanism
-    source: str
-
-    def __str__(self) -> str:
-        return f"{self.mechanism.value} {self.source}" if self.source else self.mechanism.value
-
-
-@dataclass(frozen=True)
-class Relay:
-    """A calendar service that sends iMIP for its users, authenticated by its own DKIM domain.
-
-    When one of ``dkim_domains`` verified and, if ``envelope_senders`` is given, the envelope
-    sender matches one, the relay vouches for the From address when it matches ``senders``,
-    and speaks for organizer and attendee addresses matching ``organizers`` and
-    ``attendees`` whoever the From is. Service addresses need ``envelope_senders``: a DKIM
-    domain that also signs its users' ordinary mail would otherwise let any of them speak
-    for every such address.
-    """
-
-    name: str
-    dkim_domains: frozenset[str]
-    envelope_senders: tuple[Glob, ...] = ()
-    senders: tuple[Glob, ...] = ()
-    organizers: tuple[Glob, ...] = ()
-    attendees: tuple[Glob, ...] = ()
-
-    def __post_init__(self) -> None:
-        if (self.organizers or self.attendees) and not self.envelope_senders:
-            raise ValueError(f"relay {self.name}: organizers and attendees need envelope_senders")
-
-    def vouches(self, evidence: SenderEvidence) -> bool:
-        """Whether this mail comes from the relay."""
-        if not self.dkim_domains & evidence.dkim_domains:
-            return False
-        envelope = evidence.envelope_sender or ""
-        return not self.envelope_senders or any(p.matches(envelope) for p in self.envelope_senders)
-
-    def speaks_for(self, role: Role, address: str) -> bool:
-        patterns = self.organizers if role is Role.ORGANIZER else self.attendees
-        return any(p.matches(address) for p in patterns)
 
 
 @dataclass(frozen=True)
@@ -199,92 +97,6 @@ class Authority:
     @property
     def allowed(self) -> bool:
         return self.auth in AUTHENTICATED
-
-
-def organizational_domain(domain: str) -> str:
-    """The last two labels, or three under a two-label public suffix (``bar.co.uk``)."""
-    labels = domain.lower().rstrip(".").split(".")
-    keep = 3 if ".".join(labels[-2:]) in TWO_LABEL_SUFFIXES else 2
-    return ".".join(labels[-keep:])
-
-
-def aligned(domain: str, other: str) -> bool:
-    """Relaxed alignment (RFC 7489 §3.1): the same organizational domain."""
-    return organizational_domain(domain) == organizational_domain(other)
-
-
-def gather_evidence(
-    *,
-    from_address: str | None,
-    envelope_sender: str | None = None,
-    sender_header: str | None = None,
-    results: Iterable[MethodResult] = (),
-    verified_dkim_domains: Iterable[str] = (),
-    token_attendee: str | None = None,
-    token_uid: str | None = None,
-) -> SenderEvidence:
-    """SenderEvidence from our own DKIM verification and the results of trusted Authentication-Results."""
-    results = list(results)
-    sender = normalize_address(from_address)
-    dkim = {d for d in (domain_in(v) for v in verified_dkim_domains) if d}
-    dkim |= {d for d in (dkim_domain(r) for r in passing(results, "dkim")) if d}
-    spf = next((d for d in (domain_in(r.prop("smtp.mailfrom")) for r in passing(results, "spf")) if d), None)
-    return SenderEvidence(
-        from_address=sender,
-        envelope_sender=normalize_address(envelope_sender),
-        sender_header=normalize_address(sender_header),
-        dkim_domains=frozenset(dkim),
-        spf_domain=spf,
-        dmarc=_dmarc_for(sender, results),
-        token_attendee=normalize_address(token_attendee),
-        token_uid=token_uid,
-    )
-
-
-def _dmarc_for(sender: str | None, results: list[MethodResult]) -> str | None:
-    """The DMARC result for the From domain: pass when any check passed for it, else the first result."""
-    if sender is None:
-        return None
-    mine = [
-        r for r in results
-        if r.method == "dmarc" and domain_in(r.prop("header.from")) in (None, domain_of(sender))
-    ]
-    if any(r.passed for r in mine):
-        return "pass"
-    return mine[0].result if mine else None
-
-
-def authenticated_identities(evidence: SenderEvidence, relays: Sequence[Relay] = ()) -> tuple[Verified, ...]:
-    """The mail's addresses (From, Sender, envelope sender) that are authenticated, each once, strongest proof first.
-
-    An address is authenticated when DMARC passed and it is the From address; when its
-    domain is aligned with the ``d=`` of a verified DKIM signature; when its domain is
-    aligned with the domain SPF passed for; or, for the From address only, when a relay
-    that vouches for the mail lists it among its ``senders``.
-    """
-    found: dict[str, Verified] = {}
-    for address in (evidence.from_address, evidence.sender_header, evidence.envelope_sender):
-        if address and address not in found:
-            proof = _authenticate(address, evidence, relays)
-            if proof is not None:
-                found[address] = proof
-    return tuple(found.values())
-
-
-def _authenticate(address: str, evidence: SenderEvidence, relays: Sequence[Relay]) -> Verified | None:
-    domain = domain_of(address)
-    if address == evidence.from_address and evidence.dmarc == "pass":
-        return Verified(address, Mechanism.DMARC, domain)
-    signer = next((d for d in sorted(evidence.dkim_domains) if aligned(domain, d)), None)
-    if signer is not None:
-        return Verified(address, Mechanism.DKIM, signer)
-    if evidence.spf_domain and aligned(domain, evidence.spf_domain):
-        return Verified(address, Mechanism.SPF, evidence.spf_domain)
-    if address == evidence.from_address:
-        for relay in relays:
-            if relay.vouches(evidence) and any(p.matches(address) for p in relay.senders):
-                return Verified(address, Mechanism.RELAY, relay.name)
-    return None
 
 
 def party_of(prop: object) -> Party | None:

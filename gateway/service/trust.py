@@ -21,15 +21,10 @@ from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from gateway.config import Config, ConfigError
-from gateway.core.authority import (
-    Authority,
-    Relay,
-    SenderEvidence,
-    authorize_itip,
-    gather_evidence,
-)
+from gateway.core.authority import Authority, authorize_itip
 from gateway.core.authresults import trusted_results
 from gateway.core.booking import BookingRules
+from gateway.core.evidence import Relay, SenderEvidence, gather_evidence
 from gateway.core.ical import (
     attendee_properties,
     components_of,
