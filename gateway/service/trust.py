@@ -52,6 +52,7 @@ from gateway.store import calendars, directory, intake
 
 log = logging.getLogger(__name__)
 OPEN = Source("built-in", 0)
+NO_POLICY = "no-policy"
 
 
 def open_policy() -> Policy:
@@ -60,7 +61,7 @@ def open_policy() -> Policy:
     For trying Reefknot out; no sender is verified. A real domain names policy files
     (``policies/default.toml``).
     """
-    return Policy(rules=(), default=Decision(Action.APPLY, "no-policy", "no-policy", OPEN))
+    return Policy(rules=(), default=Decision(Action.APPLY, NO_POLICY, NO_POLICY, OPEN))
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Trust:
 
     @property
     def verifies_senders(self) -> bool:
-        return self.policy.default.rule != "no-policy"
+        return self.policy.default.rule != NO_POLICY
 
     def room_rules(self, room: str) -> BookingRules:
         """The time rules of the first ``[[room]]`` section naming the room (none: no limits)."""
@@ -165,6 +166,8 @@ class Judge:
     def judge(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
               now: datetime) -> Judgement:
         """The policy's action for this message and recipient (a released message is applied)."""
+        if not self.trust.verifies_senders:
+            return Judgement(Action.APPLY, NO_POLICY, NO_POLICY)  # nothing to verify, nothing to decide
         relays = self.trust.relays
         authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays)
         if not authority.allowed and self.mail.dkim_signed and self.trust.verifies_senders:

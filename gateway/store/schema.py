@@ -154,7 +154,11 @@ class OutboxMessage(Base):
     """One iTIP message for one non-local recipient, written with the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_uid_recipient", "uid", "recipient"),  # what this recipient was sent before
+        Index("ix_outbox_message_id", "message_id"),  # the delivery a bounce returns
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(20))

@@ -33,12 +33,16 @@ def upgrade() -> None:
     )
     op.add_column('outbox', sa.Column('reply_token', sa.String(length=40), nullable=False, server_default=''))
     op.add_column('outbox', sa.Column('previous_ical', sa.Text(), nullable=False, server_default=''))
+    op.create_index('ix_outbox_uid_recipient', 'outbox', ['uid', 'recipient'])
+    op.create_index('ix_outbox_message_id', 'outbox', ['message_id'])
     op.add_column('intake', sa.Column('sender_domain', sa.String(length=255), nullable=False, server_default=''))
     op.create_index('ix_intake_sender_domain_received_at', 'intake', ['sender_domain', 'received_at'])
 
 
 def downgrade() -> None:
     op.drop_index('ix_intake_sender_domain_received_at', table_name='intake')
+    op.drop_index('ix_outbox_message_id', table_name='outbox')
+    op.drop_index('ix_outbox_uid_recipient', table_name='outbox')
     with op.batch_alter_table('intake') as batch:
         batch.drop_column('sender_domain')
     with op.batch_alter_table('outbox') as batch:
