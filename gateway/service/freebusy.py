@@ -7,6 +7,7 @@ are read from the store. Who may ask is the policy's to say, and the caller's to
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from icalendar import Calendar
@@ -14,13 +15,16 @@ from sqlalchemy.orm import Session
 
 from gateway.core.freebusy import (
     BusyPeriod,
+    FreeBusyError,
     FreeBusyRequest,
     busy_periods,
     freebusy_reply,
     freebusy_result,
     merge_periods,
+    read_freebusy_request,
 )
-from gateway.core.model import Method, OutgoingMessage
+from gateway.core.ical import components_of
+from gateway.core.model import Method, Outcome, OutgoingMessage
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef
 
@@ -40,6 +44,35 @@ def published(session: Session, principals: Iterable[PrincipalRef], start: datet
     owners = list(principals)
     periods = merge_periods(p for owner in owners for p in busy_of(session, owner, start, end))
     return freebusy_result([o.address for o in owners], start, end, periods, now)
+
+
+@dataclass(frozen=True)
+class MailAnswer:
+    """What became of a VFREEBUSY REQUEST by mail: the inbox outcome, and the REPLY to send if any."""
+
+    outcome: Outcome
+    reason: str
+    detail: str = ""
+    reply: OutgoingMessage | None = None
+
+
+def is_freebusy(calendar: Calendar) -> bool:
+    return any(c.name == "VFREEBUSY" for c in components_of(calendar))
+
+
+def answer_by_mail(session: Session, principal: PrincipalRef, request_calendar: Calendar, allowed: bool,
+                   now: datetime) -> MailAnswer:
+    """Answer a VFREEBUSY REQUEST (RFC 5546 §3.3.1) for the principal, if it is asked about and ``allowed``."""
+    try:
+        request = read_freebusy_request(request_calendar, MAX_WINDOW)
+    except FreeBusyError as error:
+        return MailAnswer(Outcome.REJECTED, error.reason, error.detail)
+    if not principal.addresses & set(request.attendees):
+        return MailAnswer(Outcome.IGNORED, "not-asked", f"asked about {', '.join(request.attendees)}")
+    if not allowed:
+        return MailAnswer(Outcome.RECORDED, "freebusy-not-allowed")
+    reply = answer_request(session, principal, request, now)
+    return MailAnswer(Outcome.ANSWERED, "freebusy-answered", f"to {request.organizer}", reply)
 
 
 def answer_request(session: Session, principal: PrincipalRef, request: FreeBusyRequest,

@@ -16,21 +16,16 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway.core.addresses import domain_of
-from gateway.core.freebusy import FreeBusyError, read_freebusy_request
-from gateway.core.ical import components_of
-from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
-from gateway.core.itip.resource import PlanError
 from gateway.core.mail import MailError, ParsedMail, parse_mail
-from gateway.core.model import Method, Outcome, OutgoingMessage, PartStat
+from gateway.core.model import Method, Outcome
 from gateway.core.policy import Action, PrivateEvents
 from gateway.core.privacy import busy_only
 from gateway.service import freebusy, rooms, routing
 from gateway.service.answers import apply_plain_answer
 from gateway.service.bounced import record_bounce
-from gateway.service.delivery import apply_for, books_itself, deliver, recipient_of
+from gateway.service.delivery import apply_for, books_itself, deliver
 from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger
@@ -154,7 +149,7 @@ def _apply_one(
     judgement = judge.judge(session, route, message, stored.calendar, now)
     if judgement.action in (Action.HOLD, Action.REJECT):
         _record_judgement(session, row, mail, route, message, judgement, now)
-        notice = _rejection_notice(route, message, judgement, mail, now)
+        notice = judge.notice(route, message, judgement, now)
         if notice is not None:
             deliver(session, [notice], now)
         return judgement
@@ -162,7 +157,7 @@ def _apply_one(
         line = PartProblem(Outcome.DUPLICATE, "already-processed", method=message.method.value, uid=message.uid)
         _record(session, row, mail, principal, line, now)
         return None
-    if message.method is Method.REQUEST and _is_freebusy(message):
+    if message.method is Method.REQUEST and freebusy.is_freebusy(message.calendar):
         _answer_freebusy(session, row, mail, route, message, judge, judgement, now)
         return None
     calendar = message.calendar
@@ -197,52 +192,18 @@ def _apply_one(
     return None
 
 
-def _rejection_notice(
-    route: Route, message: ItipMessage, judgement: Judgement, mail: ParsedMail, now: datetime
-) -> OutgoingMessage | None:
-    """The notice a rejecting rule asks for, where it is safe: an authenticated organizer learns that its
-    invitation was declined, and why. Never to noise, never to an unproven sender (it would go to a victim)."""
-    authority = judgement.authority
-    if (judgement.action is not Action.REJECT or not judgement.notify_sender or mail.is_noise
-            or authority is None or not authority.allowed or message.method not in (Method.REQUEST, Method.ADD)):
-        return None
-    recipient = recipient_of(route.principal)
-    attendee = next((a for c in components_of(message.calendar) if (a := recipient.attendee_in(c))), None)
-    if attendee is None:
-        return None
-    try:
-        return build_reply(message.calendar, attendee, now, partstat=PartStat.DECLINED,
-                           comment=f"Not accepted by the policy of {domain_of(attendee)} ({judgement.rule}).")
-    except PlanError:
-        return None
-
-
-def _is_freebusy(message: ItipMessage) -> bool:
-    return any(c.name == "VFREEBUSY" for c in components_of(message.calendar))
-
-
 def _answer_freebusy(
     session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
     judgement: Judgement, now: datetime,
 ) -> None:
-    """A VFREEBUSY REQUEST (RFC 5546 §3.3.1): answered when the policy lets the sender see this principal's time."""
-    principal = route.principal
-
-    def record(outcome: Outcome, reason: str, detail: str = "") -> None:
-        line = inbox.InboxRecord(principal.id, message.method.value, message.uid, _sender(row, mail), outcome,
-                                 reason, detail, intake_id=row.id)
-        inbox.record(session, line, now)
-
-    try:
-        request = read_freebusy_request(message.calendar, freebusy.MAX_WINDOW)
-    except FreeBusyError as error:
-        return record(Outcome.REJECTED, error.reason, error.detail)
-    if not principal.addresses & set(request.attendees):
-        return record(Outcome.IGNORED, "not-asked", f"asked about {', '.join(request.attendees)}")
-    if mail.is_noise or not judge.may_see_freebusy(judgement):
-        return record(Outcome.RECORDED, "freebusy-not-allowed", judgement.detail)
-    deliver(session, [freebusy.answer_request(session, principal, request, now)], now)
-    return record(Outcome.ANSWERED, "freebusy-answered", f"to {request.organizer}")
+    """A VFREEBUSY REQUEST: answered when the policy lets the sender see this principal's time; recorded either way."""
+    allowed = not mail.is_noise and judge.may_see_freebusy(judgement)
+    answer = freebusy.answer_by_mail(session, route.principal, message.calendar, allowed, now)
+    if answer.reply is not None:
+        deliver(session, [answer.reply], now)
+    line = inbox.InboxRecord(route.principal.id, message.method.value, message.uid, _sender(row, mail),
+                             answer.outcome, answer.reason, answer.detail or judgement.detail, intake_id=row.id)
+    inbox.record(session, line, now)
 
 
 def _record_judgement(

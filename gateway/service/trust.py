@@ -21,6 +21,7 @@ from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from gateway.config import Config, ConfigError
+from gateway.core.addresses import domain_of
 from gateway.core.authority import Authority, authorize_itip
 from gateway.core.authresults import trusted_results
 from gateway.core.booking import BookingRules
@@ -32,8 +33,12 @@ from gateway.core.ical import (
     organizer_of,
     start_of,
 )
+from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage
+from gateway.core.itip.resource import PlanError
+from gateway.core.itip.types import Recipient
 from gateway.core.mail import ParsedMail
+from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.core.policy import (
     Action,
     Decision,
@@ -53,6 +58,7 @@ from gateway.store import calendars, directory, intake
 log = logging.getLogger(__name__)
 OPEN = Source("built-in", 0)
 NO_POLICY = "no-policy"
+NOTICE_METHODS = frozenset({Method.REQUEST, Method.ADD})  # a rejected invitation can be declined; nothing else can
 
 
 def open_policy() -> Policy:
@@ -178,6 +184,23 @@ class Judge:
         if self.released and action in (Action.HOLD, Action.REJECT):
             action = Action.APPLY
         return Judgement(action, decision.rule, decision.reason, authority, facts, decision.notify_sender)
+
+    def notice(self, route: Route, message: ItipMessage, judgement: Judgement, now: datetime) -> OutgoingMessage | None:
+        """The notice a rejecting rule asks for, where it is safe: an authenticated organizer's invitation is
+        declined, naming the rule. Never to noise, never to an unproven sender (it would go to a victim)."""
+        authority = judgement.authority
+        if (judgement.action is not Action.REJECT or not judgement.notify_sender or self.mail.is_noise
+                or authority is None or not authority.allowed or message.method not in NOTICE_METHODS):
+            return None
+        recipient = Recipient(route.principal.address, route.principal.aliases)
+        attendee = next((a for c in components_of(message.calendar) if (a := recipient.attendee_in(c))), None)
+        if attendee is None:
+            return None
+        comment = f"Not accepted by the policy of {domain_of(attendee)} ({judgement.rule})."
+        try:
+            return build_reply(message.calendar, attendee, now, partstat=PartStat.DECLINED, comment=comment)
+        except PlanError:
+            return None
 
     def may_see_freebusy(self, judgement: Judgement) -> bool:
         """Whether the policy lets this sender have a VFREEBUSY reply by mail."""
