@@ -53,7 +53,7 @@ def apply_plain_answer(
         reply = build_reply(stored.calendar, token.address, now, partstat=answer, comment=said or None)
     except PlanError as error:
         return line(Outcome.REJECTED, error.reason, f"{token.address} answered {answer.value}: {error.detail}")
-    result = apply_for(session, principal, Method.REPLY, token.uid, reply.calendar, now)
+    result = apply_for(session, principal, Method.REPLY, token.uid, reply.calendar, now, stored)
     if result.messages and not mail.is_noise:
         deliver(session, result.messages, now)
     detail = f"{token.address} answered {answer.value} by plain email: {said}"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from gateway.core.addresses import domain_of
 from gateway.core.ical import serialize_calendar
 from gateway.core.itip.apply import apply_itip
-from gateway.core.itip.types import ApplyResult, Recipient
+from gateway.core.itip.types import ApplyResult, Recipient, Stored
 from gateway.core.model import Method, OutgoingMessage
 from gateway.core.replyaddress import token_expiry
 from gateway.service import rooms
@@ -40,10 +40,12 @@ def recipient_of(principal: PrincipalRef) -> Recipient:
 
 
 def apply_for(
-    session: Session, principal: PrincipalRef, method: Method, uid: str, message: Calendar, now: datetime
+    session: Session, principal: PrincipalRef, method: Method, uid: str, message: Calendar, now: datetime,
+    stored: Stored | None = None,
 ) -> ApplyResult:
-    """Load a principal's copy, apply one message to it, and save what changed."""
-    stored = calendars.load_object(session, principal.id, uid)
+    """Apply one message to a principal's copy and save what changed; ``stored``: the copy, when already loaded."""
+    if stored is None:
+        stored = calendars.load_object(session, principal.id, uid)
     result = apply_itip(message, method, stored, recipient_of(principal), now)
     if result.changed:
         calendars.save_object(session, principal.id, uid, result.stored, now)

@@ -170,7 +170,7 @@ def _apply_one(
         return None
     if privacy is PrivateEvents.BUSY_ONLY:
         calendar = busy_only(calendar, principal.addresses)
-    result = apply_for(session, principal, message.method, message.uid, calendar, now)
+    result = apply_for(session, principal, message.method, message.uid, calendar, now, stored)
     notes = (result.detail, message.note, "stored as busy time only" if privacy is PrivateEvents.BUSY_ONLY else "",
              "released by the operator" if judge.released else "")
     detail = "; ".join(d for d in notes if d)
