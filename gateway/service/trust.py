@@ -14,7 +14,7 @@ import logging
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from datetime import datetime
 from pathlib import Path
 
 from icalendar import Calendar
@@ -29,9 +29,7 @@ from gateway.core.evidence import Relay, SenderEvidence, gather_evidence
 from gateway.core.ical import (
     attendee_properties,
     components_of,
-    duration_of,
     organizer_of,
-    start_of,
 )
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage
@@ -49,6 +47,7 @@ from gateway.core.policy import (
     Source,
 )
 from gateway.core.privacy import classification_of
+from gateway.core.recurrence import occurrence_of
 from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
 from gateway.relays import parse_relays
@@ -265,9 +264,5 @@ def _component(message: ItipMessage) -> str:
 def _span(calendar: Calendar) -> tuple[datetime | None, datetime | None]:
     """When the first component asks for (a series: its first occurrence), for the room booking rules."""
     components = components_of(calendar)
-    start = start_of(components[0]) if components else None
-    if start is None:
-        return None, None
-    moment = start if isinstance(start, datetime) else datetime.combine(start, time())
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return moment, moment + duration_of(components[0])
+    occurrence = occurrence_of(components[0]) if components else None
+    return (occurrence.start, occurrence.end) if occurrence is not None else (None, None)
