@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 import click
-from dateutil import parser as dateparser
 
 from gateway.cli.base import (
     EX_DATAERR,
@@ -94,21 +92,14 @@ def users_feed(context: Context, address: str, renew: bool) -> None:
 @guarded
 def freebusy_command(context: Context, addresses: tuple[str, ...], start: str, end: str) -> None:
     """Print one VFREEBUSY with the busy time of the local principals together."""
-    window = [_moment(start, "--start"), _moment(end, "--end")]
-    if window[1] <= window[0] or window[1] - window[0] > freebusy.MAX_WINDOW:
-        raise Exit(EX_USAGE, f"--end must be after --start, and at most {freebusy.MAX_WINDOW.days} days after it")
+    try:
+        first, last = freebusy.read_window(start, end, utcnow())
+    except freebusy.WindowError as error:
+        raise Exit(EX_USAGE, f"--start/--end: {error}") from error
     with context.database().transaction() as session:
         principals = [context.principal(session, a) for a in addresses]
-        result = freebusy.published(session, principals, window[0], window[1], utcnow())
+        result = freebusy.published(session, principals, first, last, utcnow())
     click.echo(serialize_calendar(result), nl=False)
-
-
-def _moment(value: str, option: str) -> datetime:
-    try:
-        moment = dateparser.isoparse(value)
-    except ValueError as error:
-        raise Exit(EX_USAGE, f"{option}: not an ISO 8601 date-time: {value}") from error
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @cli.group()

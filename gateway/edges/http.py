@@ -15,11 +15,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from dateutil import parser as dateparser
 
 from gateway.clock import utcnow
 from gateway.config import Listener
@@ -31,7 +30,6 @@ from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 CALENDAR = "text/calendar"
-DEFAULT_WINDOW = timedelta(days=42)  # when the URL names no end: six weeks from its start
 
 
 class HttpError(Exception):
@@ -118,22 +116,7 @@ class HttpFace:
 
 
 def _window(query: Any, now: datetime) -> tuple[datetime, datetime]:
-    """The UTC window of a free/busy request: ``start`` (default now) and ``end`` (default six weeks on)."""
-    start = _moment(query.get("start"), "start") or now
-    end = _moment(query.get("end"), "end") or start + DEFAULT_WINDOW
-    if end <= start:
-        raise HttpError(400, "end must be after start")
-    if end - start > freebusy.MAX_WINDOW:
-        raise HttpError(400, f"the window may be at most {freebusy.MAX_WINDOW.days} days")
-    return start, end
-
-
-def _moment(value: str | None, name: str) -> datetime | None:
-    """An ISO 8601 or iCalendar date-time; without a zone, UTC."""
-    if not value:
-        return None
     try:
-        moment = dateparser.isoparse(value) if "-" in value[:8] else dateparser.parse(value)
-    except (ValueError, OverflowError) as error:
-        raise HttpError(400, f"{name}: not a date-time: {value}") from error
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return freebusy.read_window(query.get("start"), query.get("end"), now)
+    except freebusy.WindowError as error:
+        raise HttpError(400, str(error)) from error

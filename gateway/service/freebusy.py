@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+from dateutil import parser as dateparser
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,35 @@ from gateway.store import calendars
 from gateway.store.directory import PrincipalRef
 
 MAX_WINDOW = timedelta(days=366)  # the longest window answered, by mail or over HTTP
+DEFAULT_WINDOW = timedelta(days=42)  # when a question names no end: six weeks from its start
+
+
+class WindowError(ValueError):
+    """A free/busy window that cannot be answered; the message says why."""
+
+
+def read_window(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """The UTC window of a free/busy question: ``start`` (default now) and ``end`` (default six weeks on).
+
+    Each is an ISO 8601 date-time, extended or basic (the iCalendar form); without a zone, UTC.
+    """
+    first = _instant(start, "start") or now
+    last = _instant(end, "end") or first + DEFAULT_WINDOW
+    if last <= first:
+        raise WindowError("end must be after start")
+    if last - first > MAX_WINDOW:
+        raise WindowError(f"the window may be at most {MAX_WINDOW.days} days")
+    return first, last
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dateparser.isoparse(value)
+    except (ValueError, OverflowError) as error:
+        raise WindowError(f"{name}: not an ISO 8601 date-time: {value}") from error
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def busy_of(session: Session, principal: PrincipalRef, start: datetime, end: datetime,
