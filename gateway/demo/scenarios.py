@@ -93,29 +93,17 @@ class Scenarios:
         n.check(self.others.count == before, "no mail left the server")
 
     def other_server(self) -> None:
-        n, site = self.n, self.site
-        n.title("2. Alice invites Carol at bar.example (another server)")
-        uid, before = _uid(), self.others.count
-        site.put_event(ALICE, event(uid, "Contract review", ALICE, [CAROL], next_week(1, 14)))
-        n.step('Alice puts "Contract review" with Carol as attendee')
-        mail = self._received(CAROL, before)
-        if mail is None:
-            return
-        self._answer_by_calendar(mail, CAROL, PartStat.ACCEPTED, "Carol's server answers with an iMIP REPLY")
-        n.check(site.wait_for(lambda: site.partstat(ALICE, uid, CAROL) == "ACCEPTED"), "Alice's copy: Carol ACCEPTED")
-        n.check(site.schedule_status(ALICE, uid, CAROL) == "2.0", "and SCHEDULE-STATUS 2.0: delivered and answered")
+        self.n.title("2. Alice invites Carol at bar.example (another server)")
+        uid = self._invited_answers(CAROL, "Contract review", next_week(1, 14), PartStat.ACCEPTED,
+                                    "Carol's server answers with an iMIP REPLY")
+        if uid is not None:
+            self.n.check(self.site.schedule_status(ALICE, uid, CAROL) == "2.0",
+                         "and SCHEDULE-STATUS 2.0: delivered and answered")
 
     def client_only(self) -> None:
-        n, site = self.n, self.site
-        n.title("3. Alice invites Erin at baz.example (no calendar server; Erin has a calendar program)")
-        uid, before = _uid(), self.others.count
-        site.put_event(ALICE, event(uid, "Budget 2027", ALICE, [ERIN], next_week(2, 9)))
-        n.step('Alice puts "Budget 2027" with Erin as attendee')
-        mail = self._received(ERIN, before)
-        if mail is None:
-            return
-        self._answer_by_calendar(mail, ERIN, PartStat.DECLINED, "Erin's program answers straight to Alice")
-        n.check(site.wait_for(lambda: site.partstat(ALICE, uid, ERIN) == "DECLINED"), "Alice's copy: Erin DECLINED")
+        self.n.title("3. Alice invites Erin at baz.example (no calendar server; Erin has a calendar program)")
+        self._invited_answers(ERIN, "Budget 2027", next_week(2, 9), PartStat.DECLINED,
+                              "Erin's program answers straight to Alice")
 
     def outside_invites(self) -> None:
         n, site = self.n, self.site
@@ -159,6 +147,21 @@ class Scenarios:
         n.check(site.wait_for(lambda: site.partstat(ALICE, uid, FRED) == "ACCEPTED"), "Alice's copy: Fred ACCEPTED")
 
     # -- the people elsewhere -----------------------------------------------------
+
+    def _invited_answers(self, attendee: str, summary: str, start: datetime, partstat: PartStat,
+                         how: str) -> str | None:
+        """Alice invites someone elsewhere, whose software answers by iMIP; the event's UID once the answer is in."""
+        n, site = self.n, self.site
+        uid, before = _uid(), self.others.count
+        site.put_event(ALICE, event(uid, summary, ALICE, [attendee], start))
+        n.step(f'Alice puts "{summary}" with {_name(attendee)} as attendee')
+        mail = self._received(attendee, before)
+        if mail is None:
+            return None
+        self._answer_by_calendar(mail, attendee, partstat, how)
+        answered = site.wait_for(lambda: site.partstat(ALICE, uid, attendee) == partstat.value)
+        n.check(answered, f"Alice's copy: {_name(attendee)} {partstat.value}")
+        return uid if answered else None
 
     def _received(self, recipient: str, after: int, what: str = "an invitation") -> Delivered | None:
         mail = self.others.next_for(recipient, after, WAIT)
