@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,27 @@ _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]
 
 
 def load_relays(path: str | Path) -> tuple[Relay, ...]:
-    """The relays a TOML file defines, in file order."""
+    """The relays a TOML file of nothing but ``[[relay]]`` tables defines, in file order."""
+    return parse_relays(_read(Path(path)), str(path))
+
+
+def relays_in(files: Iterable[Path]) -> tuple[Relay, ...]:
+    """The ``[[relay]]`` tables of the policy files, in order; their other sections are the policy's."""
+    relays: list[Relay] = []
+    for path in files:
+        data = _read(path)
+        if "relay" in data:
+            relays.extend(parse_relays({"relay": data["relay"]}, str(path)))
+    return tuple(relays)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from error
-    return parse_relays(data, str(path))
 
 
 def parse_relays(data: Mapping[str, Any], source: str) -> tuple[Relay, ...]:

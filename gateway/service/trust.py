@@ -11,16 +11,13 @@ sender. The decision itself is the pure core's: ``authority`` then ``policy``.
 from __future__ import annotations
 
 import logging
-import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
-from gateway.config import Config, ConfigError
+from gateway.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.authority import Authority, authorize_itip
 from gateway.core.authresults import trusted_results
@@ -50,7 +47,7 @@ from gateway.core.privacy import classification_of
 from gateway.core.recurrence import occurrence_of
 from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
-from gateway.relays import parse_relays
+from gateway.relays import relays_in
 from gateway.service.routing import Route
 from gateway.store import calendars, directory, intake
 
@@ -97,24 +94,11 @@ def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
     options = config.trust
     return Trust(
         policy=policy,
-        relays=_relays(policy_files(config.policy_files)),
+        relays=relays_in(policy_files(config.policy_files)),
         authserv_ids=frozenset(options.authserv_ids),
         resolver=(resolver or KeyResolver()) if options.dns else None,
         dns_timeout=options.dns_timeout,
     )
-
-
-def _relays(files: Iterable[Path]) -> tuple[Relay, ...]:
-    """The ``[[relay]]`` tables of the policy files (the shipped ``relays.toml``, or the operator's)."""
-    relays: list[Relay] = []
-    for path in files:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ConfigError(f"{path}: {error}") from error
-        if "relay" in data:
-            relays.extend(parse_relays({"relay": data["relay"]}, str(path)))
-    return tuple(relays)
 
 
 @dataclass(frozen=True)
