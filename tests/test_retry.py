@@ -11,6 +11,7 @@ from gateway.core.itip.schedulestatus import (
     ScheduleStatus,
     schedule_statuses,
     set_schedule_status,
+    supersedes,
 )
 from gateway.core.retry import (
     Attempt,
@@ -126,3 +127,21 @@ def test_the_status_is_set_on_every_component_naming_the_attendee_on_a_copy() ->
     alarm = components_of(updated)[1].subcomponents[0]
     assert "SCHEDULE-STATUS" not in alarm["ATTENDEE"].params  # an alarm's recipient is not an attendee
     assert schedule_statuses(updated, "erin@baz.example") == set()
+
+
+@pytest.mark.parametrize(
+    ("code", "current", "replaces"),
+    [
+        (ScheduleStatus.SENT, {""}, True),
+        (ScheduleStatus.SENT, {"1.1"}, False),  # already so
+        (ScheduleStatus.SENT, set(), False),  # no longer invited
+        (ScheduleStatus.SENT, {"2.0"}, False),  # the answer came first: delivered says more
+        (ScheduleStatus.SENT, {"2.0", ""}, True),  # an instance not answered yet
+        (ScheduleStatus.NOT_DELIVERED, {"2.0"}, True),  # a bounce after all
+        (ScheduleStatus.INVALID_USER, {"1.1"}, True),
+    ],
+)
+def test_a_delivery_result_supersedes_the_codes_it_says_more_than(
+    code: ScheduleStatus, current: set[str], replaces: bool
+) -> None:
+    assert supersedes(code, current) is replaces

@@ -26,6 +26,7 @@ from gateway.core.itip.schedulestatus import (
     ScheduleStatus,
     schedule_statuses,
     set_schedule_status,
+    supersedes,
 )
 from gateway.core.itip.types import Stored
 from gateway.core.model import Method, OutgoingMessage
@@ -155,11 +156,8 @@ def update_schedule_status(session: Session, row: OutboxMessage, code: ScheduleS
     stored = calendars.load_object(session, principal.id, row.uid)
     if stored.calendar is None or not any(organizer_of(c) in principal.addresses for c in stored.components):
         return False
-    current = schedule_statuses(stored.calendar, row.recipient)
-    if current in (set(), {code.value}):
-        return False  # no longer invited, or already so
-    if code is ScheduleStatus.SENT and all(c.startswith("2.") for c in current):
-        return False  # the attendee's answer came first: it was delivered, which says more than "sent"
+    if not supersedes(code, schedule_statuses(stored.calendar, row.recipient)):
+        return False
     updated = set_schedule_status(stored.calendar, row.recipient, code)
     calendars.save_object(session, principal.id, row.uid, Stored(updated, stored.state), now)
     return True

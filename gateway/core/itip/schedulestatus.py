@@ -27,6 +27,17 @@ def schedule_statuses(calendar: Calendar, attendee: str) -> set[str]:
     return {str(prop.params.get(SCHEDULE_STATUS, "")) for prop in _attendee_props(calendar, attendee)}
 
 
+def supersedes(code: ScheduleStatus, current: set[str]) -> bool:
+    """Whether a delivery result should replace the attendee's current codes.
+
+    Not when nothing names the attendee any more, or it already says so; and "sent"
+    never replaces a 2.x code: the attendee's answer came first, and delivered says more.
+    """
+    if current in (set(), {code.value}):
+        return False
+    return not (code is ScheduleStatus.SENT and all(c.startswith("2.") for c in current))
+
+
 def set_schedule_status(calendar: Calendar, attendee: str, code: ScheduleStatus) -> Calendar:
     """A copy of the object with the attendee's SCHEDULE-STATUS set in every component that names it."""
     updated = copy_calendar(calendar)
