@@ -83,7 +83,7 @@ def _process_mail(session: Session, row: IntakeMessage, mail: ParsedMail, judge:
         return Verdict(IntakeState.IGNORED, "no-local-recipient")
     problems = [r for r in readings if isinstance(r, PartProblem)]
     messages = [r for r in readings if isinstance(r, ItipMessage)]
-    over_limit = judge.limits(session, messages, now)
+    over_limit = judge.limits(session, row.sender_domain, messages, now)
     if over_limit is not None:
         for route in routes:
             for message in messages:

@@ -134,8 +134,10 @@ class Judge:
         self.released = released
         self._verified: frozenset[str] | None = None
 
-    def limits(self, session: Session, messages: list[ItipMessage], now: datetime) -> Judgement | None:
-        """A hold or reject for a message over a policy limit or its sender domain's rate, else None."""
+    def limits(
+        self, session: Session, sender_domain: str, messages: list[ItipMessage], now: datetime
+    ) -> Judgement | None:
+        """A hold or reject for a message over a policy limit or its (envelope) sender domain's rate, else None."""
         if self.released:
             return None
         policy = self.trust.policy
@@ -146,9 +148,8 @@ class Judge:
         )
         decision = policy.check_limits(measures)
         rate = policy.limits.rate
-        sender = self.mail.from_address or self.envelope_sender
-        if decision is None and rate is not None and sender:
-            recent = intake.count_from_domain(session, sender.rpartition("@")[2], now - rate.period)
+        if decision is None and rate is not None and sender_domain:
+            recent = intake.count_from_domain(session, sender_domain, now - rate.period)
             decision = policy.check_rate(recent)
         return Judgement(decision.action, decision.rule, decision.reason) if decision is not None else None
 
