@@ -333,7 +333,7 @@ class Policy:
         return self.default
 
     def _book(self, facts: Facts, partner: Partner | None, accept: Decision, now: datetime | None) -> Decision:
-        room = next((r for r in self.rooms if _any(r.rooms, facts.recipient)), None)
+        room = self.room_for(facts.recipient)
         allowed = facts.auth in AUTHENTICATED and (
             (facts.sender_local and (room is None or room.local))
             or (room is not None and _any(room.domains, facts.sender_domain))
@@ -344,6 +344,10 @@ class Policy:
             return accept if allowed else Decision(Action.AUTO_DECLINE, accept.rule, problem, accept.source)
         problem = problem or room.problem(facts, now)
         return Decision(room.otherwise, room.name, problem, room.source) if problem else accept
+
+    def room_for(self, address: str) -> Room | None:
+        """The first ``[[room]]`` section naming a room or resource, if any."""
+        return next((r for r in self.rooms if _any(r.rooms, address)), None)
 
     def partner_for(self, domain: str) -> Partner | None:
         """The partner a sender domain belongs to, if any."""

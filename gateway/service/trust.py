@@ -82,7 +82,7 @@ class Trust:
 
     def room_rules(self, room: str) -> BookingRules:
         """The time rules of the first ``[[room]]`` section naming the room (none: no limits)."""
-        section = next((r for r in self.policy.rooms if any(g.matches(room) for g in r.rooms)), None)
+        section = self.policy.room_for(room)
         return BookingRules(section.max_duration, section.booking_window) if section else BookingRules()
 
 
