@@ -51,6 +51,7 @@ RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
 END:STANDARD
 END:VTIMEZONE
 """
+CHUNK = 1000  # messages generated ahead of each timed run
 DESCRIPTION = "Agenda: review of the quarter, hiring plan, budget, open questions. " * 12
 
 
@@ -191,23 +192,25 @@ def main() -> None:
         checkpoints = max(args.messages // 10, 1)
         sizes = 0
         print(f"{args.principals} principals, {len(local_events)} local events seeded; RSS {rss_mib():.0f} MiB")
-        started = time.perf_counter()
-        for n in range(1, args.messages + 1):
-            raw, recipients, kind = mix.next()
-            sizes += len(raw)
-            kinds[kind] += 1
-            t0 = time.perf_counter()
-            receipt = receive.ingest_message(db, raw, Envelope("bench@bar.example", tuple(recipients), "ingest"), NOW)
-            latencies.append(time.perf_counter() - t0)
-            outcomes[receipt.state.value] += 1
-            if n % checkpoints == 0:
-                elapsed = time.perf_counter() - started
-                print(f"  {n:>6} messages  {n / elapsed:7.0f} msg/s  RSS {rss_mib():6.1f} MiB")
-        elapsed = time.perf_counter() - started
+        busy = 0.0  # time spent inside the ingest path; generating the mail is the load, not the work
+        done = 0
+        while done < args.messages:
+            batch = [mix.next() for _ in range(min(CHUNK, args.messages - done))]
+            for raw, recipients, kind in batch:
+                sizes += len(raw)
+                kinds[kind] += 1
+                t0 = time.perf_counter()
+                receipt = receive.ingest_message(db, raw, Envelope("bench@bar.example", tuple(recipients), "ingest"), NOW)
+                latencies.append(time.perf_counter() - t0)
+                busy += latencies[-1]
+                outcomes[receipt.state.value] += 1
+                done += 1
+                if done % checkpoints == 0:
+                    print(f"  {done:>6} messages  {done / busy:7.0f} msg/s  RSS {rss_mib():6.1f} MiB")
         latencies.sort()
         print(f"mix: {dict(kinds)}; average size {sizes / args.messages / 1024:.1f} KiB")
         print(f"intake states: {dict(outcomes)}")
-        print(f"throughput: {args.messages / elapsed:.0f} messages/s over {args.messages} messages")
+        print(f"throughput: {args.messages / busy:.0f} messages/s over {args.messages} messages (time inside ingest only)")
         print(f"latency per message: p50 {statistics.median(latencies) * 1000:.2f} ms, "
               f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms")
         db.dispose()

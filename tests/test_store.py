@@ -66,3 +66,42 @@ def test_a_stored_object_reads_back_equal_and_removing_all_components_deletes_it
     with db.transaction() as session:
         assert calendars.load_object(session, alice.id, "u1").calendar is None
         assert calendars.list_objects(session, alice.id) == []
+
+
+def test_a_directory_change_made_by_another_process_is_seen_by_the_next_transaction(database_url: str) -> None:
+    here, elsewhere = Database(database_url), Database(database_url)  # two engines: as two processes would be
+    here.upgrade()
+    try:
+        with here.transaction() as session:
+            directory.add_principal(session, "alice@foo.example", NOW)
+        with here.transaction() as session:
+            assert directory.resolve(session, "bob@foo.example") is None  # a "no" this process now remembers
+            alice = directory.resolve(session, "alice@foo.example")
+            assert alice is not None and directory.principal_by_id(session, alice.id) == alice
+        with elsewhere.transaction() as session:
+            directory.add_principal(session, "bob@foo.example", NOW, aliases=("robert@foo.example",))
+            directory.remove_principal(session, "alice@foo.example")
+        with here.transaction() as session:
+            bob = directory.resolve(session, "ROBERT@foo.example")
+            assert bob is not None and bob.address == "bob@foo.example"
+            assert directory.resolve(session, "alice@foo.example") is None
+            assert directory.principal_by_id(session, alice.id) is None
+    finally:
+        here.dispose()
+        elsewhere.dispose()
+
+
+def test_a_transaction_that_changes_the_directory_sees_its_own_change_and_a_rollback_leaves_none(db: Database) -> None:
+    with db.transaction() as session:
+        assert directory.resolve(session, "carol@foo.example") is None
+        directory.add_principal(session, "carol@foo.example", NOW)
+        assert directory.resolve(session, "carol@foo.example") is not None
+    try:
+        with db.transaction() as session:
+            directory.remove_principal(session, "carol@foo.example")
+            assert directory.resolve(session, "carol@foo.example") is None
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    with db.transaction() as session:
+        assert directory.resolve(session, "carol@foo.example") is not None

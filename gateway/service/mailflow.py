@@ -30,8 +30,7 @@ from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger
 from gateway.store.directory import PrincipalRef
-from gateway.store.intake import IntakeState, finish
-from gateway.store.schema import IntakeMessage
+from gateway.store.intake import IntakeState, Queued, finish
 
 log = logging.getLogger(__name__)
 ANSWERS = frozenset({Method.REPLY, Method.COUNTER, Method.REFRESH})  # what an attendee sends
@@ -50,7 +49,7 @@ class Verdict:
 
 
 def process_message(
-    session: Session, row: IntakeMessage, now: datetime, trust: Trust = OPEN_TRUST, *, released: bool = False
+    session: Session, row: Queued, now: datetime, trust: Trust = OPEN_TRUST, *, released: bool = False
 ) -> Verdict:
     """Apply every scheduling message in an intake message for its local recipients, as the policy says.
 
@@ -65,12 +64,12 @@ def process_message(
     else:
         judge = Judge(trust, mail, row.raw, row.envelope_sender, released=released)
         verdict = _process_mail(session, row, mail, judge, now)
-    finish(row, verdict.state, now, verdict.reason, verdict.detail)
+    finish(session, row.id, verdict.state, now, verdict.reason, verdict.detail)
     log.info("intake %d %s: %s %s", row.id, row.message_id, verdict.state.value, verdict.reason)
     return verdict
 
 
-def _process_mail(session: Session, row: IntakeMessage, mail: ParsedMail, judge: Judge, now: datetime) -> Verdict:
+def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge, now: datetime) -> Verdict:
     routes = routing.routes_for(session, row.recipients, now)
     if mail.bounce is not None:
         reason = record_bounce(session, routes, mail.bounce, _sender(row, mail), row.id, now)
@@ -114,7 +113,7 @@ def _judged(judgement: Judgement) -> Verdict:
     return Verdict(state, judgement.rule, judgement.detail)
 
 
-def _without_calendar(session: Session, row: IntakeMessage, mail: ParsedMail, routes: list[Route], now: datetime) -> Verdict:
+def _without_calendar(session: Session, row: Queued, mail: ParsedMail, routes: list[Route], now: datetime) -> Verdict:
     """A plain answer to a reply address, an Outlook TNEF invitation, or mail that is not for Reefknot."""
     answered = [r for r in routes if r.token is not None and r.outbox_id is None]
     if answered:
@@ -135,12 +134,12 @@ def _named_principals(session: Session, readings: list[ItipMessage | PartProblem
     return [Route(p) for p in {p.id: p for p in found.values() if p is not None}.values()]
 
 
-def _sender(row: IntakeMessage, mail: ParsedMail) -> str:
+def _sender(row: Queued, mail: ParsedMail) -> str:
     return mail.from_address or row.envelope_sender
 
 
 def _apply_one(
-    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
+    session: Session, row: Queued, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
     now: datetime,
 ) -> Judgement | None:
     """Judge one message for one recipient and apply it if the policy says so; the judgement when it does not."""
@@ -193,7 +192,7 @@ def _apply_one(
 
 
 def _answer_freebusy(
-    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
+    session: Session, row: Queued, mail: ParsedMail, route: Route, message: ItipMessage, judge: Judge,
     judgement: Judgement, now: datetime,
 ) -> None:
     """A VFREEBUSY REQUEST: answered when the policy lets the sender see this principal's time; recorded either way."""
@@ -207,7 +206,7 @@ def _answer_freebusy(
 
 
 def _record_judgement(
-    session: Session, row: IntakeMessage, mail: ParsedMail, route: Route, message: ItipMessage, judgement: Judgement,
+    session: Session, row: Queued, mail: ParsedMail, route: Route, message: ItipMessage, judgement: Judgement,
     now: datetime,
 ) -> None:
     outcome = Outcome.HELD if judgement.action is Action.HOLD else Outcome.REJECTED
@@ -221,7 +220,7 @@ def _record_judgement(
 
 
 def _record(
-    session: Session, row: IntakeMessage, mail: ParsedMail, principal: PrincipalRef, problem: PartProblem, now: datetime
+    session: Session, row: Queued, mail: ParsedMail, principal: PrincipalRef, problem: PartProblem, now: datetime
 ) -> None:
     line = inbox.InboxRecord(
         principal.id, problem.method, problem.uid, _sender(row, mail),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -20,9 +20,8 @@ from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import Envelope, IntakeNotFound, IntakeState, Queued
 from gateway.store.mailboxes import MailboxKey, MailboxPosition
-from gateway.store.schema import IntakeMessage
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -47,17 +46,17 @@ def message_id_of(raw: bytes) -> str:
 def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
     """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
-        row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
-        verdict = _attempt(session, row, now, trust)
-        return Receipt(row.id, verdict.state, verdict.reason)
+        message = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        verdict = _attempt(session, message, now, trust)
+        return Receipt(message.id, verdict.state, verdict.reason)
 
 
 def enqueue_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> int:
     """Only make a message durable (the listeners' job); processors apply it later."""
     with db.transaction() as session:
-        row = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
-        log.info("intake %d %s: queued from %s", row.id, row.message_id, envelope.source)
-        return row.id
+        message = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        log.info("intake %d %s: queued from %s", message.id, message.message_id, envelope.source)
+        return message.id
 
 
 def enqueue_from_mailbox(
@@ -89,28 +88,29 @@ def process_queued(db: Database, now: datetime, limit: int = 100, trust: Trust =
     receipts = []
     for intake_id in ids:
         with db.transaction() as session:
-            row = intake.get(session, intake_id)
-            if row.state != IntakeState.QUEUED.value:
+            try:
+                message = intake.load(session, intake_id)
+            except IntakeNotFound:  # released, dropped or processed meanwhile
                 continue
-            verdict = _attempt(session, row, now, trust)
-            receipts.append(Receipt(row.id, verdict.state, verdict.reason))
+            verdict = _attempt(session, message, now, trust)
+            receipts.append(Receipt(message.id, verdict.state, verdict.reason))
     return receipts
 
 
 def release_held(db: Database, intake_id: int, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
     """Apply a held message as if the policy had accepted it (the operator's release)."""
     with db.transaction() as session:
-        row = intake.get(session, intake_id, states=[IntakeState.HELD])
-        row.state, row.attempts = IntakeState.QUEUED.value, 0
-        verdict = _attempt(session, row, now, trust, released=True)
-        return Receipt(row.id, verdict.state, verdict.reason)
+        message = replace(intake.load(session, intake_id, states=[IntakeState.HELD]), attempts=0)
+        intake.requeue(session, intake_id)
+        verdict = _attempt(session, message, now, trust, released=True)
+        return Receipt(message.id, verdict.state, verdict.reason)
 
 
 def drop_held(db: Database, intake_id: int, now: datetime) -> None:
     """Discard a held message; the record that it was dropped stays, and each principal it was held for is told."""
     with db.transaction() as session:
-        row = intake.get(session, intake_id, states=[IntakeState.HELD])
-        intake.drop(row, now)
+        intake.load(session, intake_id, states=[IntakeState.HELD])
+        intake.drop(session, intake_id, now)
         for entry in inbox.held_for(session, intake_id):
             inbox.record(session, inbox.InboxRecord(
                 entry.principal_id, entry.method, entry.uid, entry.sender, Outcome.IGNORED, "dropped-by-operator",
@@ -118,17 +118,15 @@ def drop_held(db: Database, intake_id: int, now: datetime) -> None:
             ), now)
 
 
-def _attempt(session: Session, row: IntakeMessage, now: datetime, trust: Trust, *, released: bool = False) -> Verdict:
+def _attempt(session: Session, message: Queued, now: datetime, trust: Trust, *, released: bool = False) -> Verdict:
     """Process inside a savepoint: an unexpected error undoes the work but keeps the message."""
     try:
         with session.begin_nested():
-            return process_message(session, row, now, trust, released=released)
+            return process_message(session, message, now, trust, released=released)
     except Exception as error:  # any bug or odd input: never lose the message
-        log.exception("intake %d %s: processing failed", row.id, row.message_id)
-        row.attempts += 1
+        log.exception("intake %d %s: processing failed", message.id, message.message_id)
         detail = f"{type(error).__name__}: {error}"[:2000]
-        if row.attempts >= MAX_ATTEMPTS:
-            intake.finish(row, IntakeState.HELD, now, "processing-failed", detail)
+        if intake.failed_attempt(session, message, "processing-failed", detail) >= MAX_ATTEMPTS:
+            intake.finish(session, message.id, IntakeState.HELD, now, "processing-failed", detail)
             return Verdict(IntakeState.HELD, "processing-failed", detail)
-        row.reason, row.detail, row.claimed_until = "processing-failed", detail, None
         return Verdict(IntakeState.QUEUED, "processing-failed", detail)

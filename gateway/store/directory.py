@@ -5,17 +5,21 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.core.addresses import normalize_address
 from gateway.core.model import Kind
-from gateway.store.schema import Alias, Principal
+from gateway.store.schema import Alias, DirectoryRevision, Principal
 
-_CACHE = "reefknot.principals"
+KNOWN_LIMIT = 100_000  # answers kept per revision (most are for outside addresses); beyond it they start over
+_VIEW = "reefknot.directory"  # session.info: what this transaction knows of the directory
+_REVISION = DirectoryRevision.__table__
+_READ_REVISION = select(_REVISION.c.revision).where(_REVISION.c.id == 1)
+_NEW_REVISION = update(_REVISION).where(_REVISION.c.id == 1)
 
 
 class DirectoryError(Exception):
@@ -35,6 +39,46 @@ class PrincipalRef:
     @property
     def addresses(self) -> frozenset[str]:
         return self.aliases | {self.address}
+
+
+@dataclass
+class _Known:
+    """Answers about the directory as it stood at one revision (None: private to one transaction that changed it)."""
+
+    revision: int | None
+    by_address: dict[str, PrincipalRef | None] = field(default_factory=dict)
+    by_id: dict[int, PrincipalRef] = field(default_factory=dict)
+
+    def remember(self, found: dict[str, PrincipalRef | None]) -> None:
+        if len(self.by_address) + len(found) > KNOWN_LIMIT:
+            self.by_address.clear()
+        self.by_address.update(found)
+        self.by_id.update((ref.id, ref) for ref in found.values() if ref is not None)
+
+
+_shared = _Known(revision=None)  # this process's answers, valid while the stored revision stays the same
+
+
+def _known(session: Session) -> _Known:
+    """What this transaction may take as known: the process's answers when the directory has not changed since.
+
+    One query per transaction reads the directory's revision; any change to principals
+    or aliases, by any process, renews it (``_changed``), and the answers start over.
+    """
+    global _shared
+    known: _Known | None = session.info.get(_VIEW)
+    if known is None:
+        revision = session.scalar(_READ_REVISION)
+        if _shared.revision != revision:
+            _shared = _Known(revision)
+        known = session.info[_VIEW] = _shared
+    return known
+
+
+def _changed(session: Session) -> None:
+    """Renew the directory's revision; this transaction stops sharing answers with the rest of the process."""
+    session.execute(_NEW_REVISION, {"revision": secrets.randbits(62)})
+    session.info[_VIEW] = _Known(revision=None)
 
 
 def _ref(principal: Principal) -> PrincipalRef:
@@ -63,7 +107,7 @@ def add_principal(
     for candidate in [primary, *others]:
         if resolve(session, candidate) is not None:
             raise DirectoryError(f"{candidate} already belongs to a local principal")
-    session.info.pop(_CACHE, None)
+    _changed(session)
     principal = Principal(address=primary, display_name=name, kind=kind.value, created_at=now)
     principal.aliases = [Alias(address=a) for a in others]
     session.add(principal)
@@ -76,8 +120,9 @@ def remove_principal(session: Session, address: str) -> PrincipalRef:
     ref = resolve(session, _valid(address))
     if ref is None:
         raise DirectoryError(f"no local principal {address}")
-    session.info.pop(_CACHE, None)
+    _changed(session)
     session.delete(session.get_one(Principal, ref.id))
+    session.flush()
     return ref
 
 
@@ -89,8 +134,13 @@ def list_principals(session: Session) -> list[PrincipalRef]:
 
 def principal_by_id(session: Session, principal_id: int) -> PrincipalRef | None:
     """A principal by its row id, or None when it is gone."""
-    principal = session.get(Principal, principal_id)
-    return _ref(principal) if principal is not None else None
+    known = _known(session)
+    if principal_id not in known.by_id:
+        principal = session.get(Principal, principal_id)
+        if principal is None:
+            return None
+        known.remember({principal.address: _ref(principal)})
+    return known.by_id[principal_id]
 
 
 def feed_token(session: Session, principal_id: int, *, renew: bool = False) -> str:
@@ -118,16 +168,17 @@ def resolve(session: Session, address: str) -> PrincipalRef | None:
 def resolve_many(session: Session, addresses: Iterable[str]) -> dict[str, PrincipalRef | None]:
     """The local principals that addresses reach, by normalized address, in as few queries as possible.
 
-    Answers are remembered for the rest of the transaction (a message names the same
-    people many times); adding or removing a principal forgets them.
+    Answers are remembered by the process for as long as the directory does not change.
     """
-    known: dict[str, PrincipalRef | None] = session.info.setdefault(_CACHE, {})
+    known = _known(session)
     wanted = {a for a in (normalize_address(x) for x in addresses) if a}
-    missing = wanted - known.keys()
-    if missing:
+    answers = {a: known.by_address[a] for a in wanted if a in known.by_address}
+    if len(answers) < len(wanted):
         with session.no_autoflush:
-            known.update(_lookup(session, missing))
-    return {a: known[a] for a in wanted}
+            found = _lookup(session, wanted - answers.keys())
+        known.remember(found)
+        answers.update(found)
+    return answers
 
 
 def _lookup(session: Session, addresses: set[str]) -> dict[str, PrincipalRef | None]:

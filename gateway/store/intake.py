@@ -12,10 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import IntakeMessage
+
+_TABLE = IntakeMessage.__table__
+_INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)  # Core: no unit of work to flush
+_LOAD = select(
+    _TABLE.c.id, _TABLE.c.raw, _TABLE.c.envelope_sender, _TABLE.c.sender_domain, _TABLE.c.recipients,
+    _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state,
+).where(_TABLE.c.id == bindparam("id"))
+_UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 
 
 class IntakeState(StrEnum):
@@ -43,24 +51,23 @@ class IntakeNotFound(Exception):
     """No intake message with that id in the state asked for."""
 
 
-def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, now: datetime) -> IntakeMessage:
+@dataclass(frozen=True)
+class Queued:
+    """An intake message as a processor reads it."""
+
+    id: int
+    raw: bytes
+    envelope_sender: str
+    sender_domain: str
+    recipients: tuple[str, ...]
+    message_id: str
+    attempts: int = 0
+
+
+def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, now: datetime) -> Queued:
     """Store a message as it arrived; durable once the caller commits."""
-    row = IntakeMessage(
-        received_at=now,
-        source=envelope.source,
-        envelope_sender=envelope.sender,
-        sender_domain=envelope.sender_domain,
-        recipients=list(envelope.recipients),
-        message_id=message_id[:500],
-        raw=raw,
-        state=IntakeState.QUEUED.value,
-        attempts=0,
-        reason="",
-        detail="",
-    )
-    session.add(row)
-    session.flush()
-    return row
+    (intake_id,) = enqueue_many(session, [(raw, envelope, message_id)], now)
+    return Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:500])
 
 
 def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[int]:
@@ -76,8 +83,7 @@ def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str
         }
         for raw, envelope, message_id in messages
     ]
-    statement = insert(IntakeMessage).returning(IntakeMessage.id, sort_by_parameter_order=True)
-    return list(session.scalars(statement, rows))
+    return list(session.scalars(_INSERT, rows))
 
 
 def count_from_domain(session: Session, domain: str, since: datetime) -> int:
@@ -88,21 +94,32 @@ def count_from_domain(session: Session, domain: str, since: datetime) -> int:
     return session.scalar(query) or 0
 
 
-def finish(row: IntakeMessage, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
+def load(session: Session, intake_id: int, *, states: Sequence[IntakeState] = (IntakeState.QUEUED,)) -> Queued:
+    """One intake message in one of the given states, to process."""
+    row = session.execute(_LOAD, {"id": intake_id}).first()
+    if row is None or row.state not in states:
+        raise IntakeNotFound(f"no {'/'.join(states)} message {intake_id}")
+    return Queued(row.id, row.raw, row.envelope_sender, row.sender_domain, tuple(row.recipients), row.message_id,
+                  row.attempts)
+
+
+def finish(session: Session, intake_id: int, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
     """Record where a processed message ends up."""
-    row.state = state.value
-    row.reason = reason
-    row.detail = detail
-    row.processed_at = now
-    row.claimed_until = None
+    values = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now, "claimed_until": None}
+    session.execute(_UPDATE, {"row_id": intake_id, **values})
 
 
-def get(session: Session, intake_id: int, *, states: Sequence[IntakeState] | None = None) -> IntakeMessage:
-    """One intake message, optionally only in the given states."""
-    row = session.get(IntakeMessage, intake_id)
-    if row is None or (states is not None and row.state not in {s.value for s in states}):
-        raise IntakeNotFound(f"no {'/'.join(states or ['intake'])} message {intake_id}")
-    return row
+def failed_attempt(session: Session, message: Queued, reason: str, detail: str) -> int:
+    """Count a failed processing attempt; the message stays queued for the next one. How many attempts failed."""
+    attempts = message.attempts + 1
+    values = {"attempts": attempts, "reason": reason, "detail": detail, "claimed_until": None}
+    session.execute(_UPDATE, {"row_id": message.id, **values})
+    return attempts
+
+
+def requeue(session: Session, intake_id: int) -> None:
+    """Put a held message back in the queue with its attempts forgotten (the operator's release)."""
+    session.execute(_UPDATE, {"row_id": intake_id, "state": IntakeState.QUEUED.value, "attempts": 0})
 
 
 def list_in_state(session: Session, state: IntakeState, limit: int = 1000) -> list[IntakeMessage]:
@@ -124,7 +141,7 @@ def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: 
     return ids
 
 
-def drop(row: IntakeMessage, now: datetime) -> None:
-    """Discard a held message's content, keeping the record that it was dropped."""
-    row.raw = b""
-    finish(row, IntakeState.DROPPED, now, row.reason, row.detail)
+def drop(session: Session, intake_id: int, now: datetime) -> None:
+    """Discard a held message's content, keeping the record (and the reason it was held) that it was dropped."""
+    values = {"raw": b"", "state": IntakeState.DROPPED.value, "processed_at": now, "claimed_until": None}
+    session.execute(_UPDATE, {"row_id": intake_id, **values})

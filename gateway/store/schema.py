@@ -80,6 +80,14 @@ class Alias(Base):
     principal: Mapped[Principal] = relationship(back_populates="aliases")
 
 
+class DirectoryRevision(Base):
+    """One row: a random number, new with every change to principals or aliases (what directory caches check)."""
+
+    __tablename__ = "directory_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
 class CalendarObject(Base):
     """One UID in one principal's calendar: the master and its overrides, as iCalendar text."""
 
