@@ -23,6 +23,7 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from gateway.config import ConfigError, ImapAccount
+from gateway.core.mailheaders import message_id_field
 from gateway.edges import imap
 from gateway.edges.imap import ImapPoller, uid_set
 from gateway.service import receive
@@ -87,7 +88,7 @@ class Mailbox:
                 return []
             client.select_folder(folder, readonly=True)
             found = client.fetch(client.search(), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
-            return [receive.message_id_of(found[u][b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]) for u in sorted(found)]
+            return [message_id_field(found[u][b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]) for u in sorted(found)]
 
     def flags(self, folder: str) -> list[tuple[bytes, ...]]:
         with self.client() as client:

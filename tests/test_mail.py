@@ -23,6 +23,7 @@ from gateway.core.mail import (
     ParsedMail,
     parse_mail,
 )
+from gateway.core.mailheaders import message_id_field
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 MANIFEST: dict[str, dict[str, Any]] = tomllib.loads((MAIL_DIR / "manifest.toml").read_text("utf-8"))
@@ -733,3 +734,20 @@ def test_damaged_mail_never_raises_anything_but_mail_error(
     except MailError:
         return
     assert isinstance(parsed, ParsedMail)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"From: a@b.example\r\nMessage-ID: <one@b.example>\r\n\r\nbody", "<one@b.example>"),
+        (b"message-id:<two@b.example>\n\nbody", "<two@b.example>"),
+        (b"Subject: x\r\nMessage-Id:\r\n <three@b.example>\r\nTo: c@d.example\r\n\r\n", "<three@b.example>"),
+        (b"Subject: no id\r\n\r\nMessage-ID: <in-the-body@b.example>\r\n", ""),
+        (b"X-Message-ID: <not-this@b.example>\r\n\r\n", ""),
+        (b"Message-ID: <caf\xc3\xa9@b.example>\r\n\r\n", "<caf\u00e9@b.example>"),
+        (b"Message-ID: <broken\xff@b.example>\r\n\r\n", "<broken\ufffd@b.example>"),
+        (b"", ""),
+    ],
+)
+def test_the_message_id_field_is_read_from_the_header_section_alone(raw: bytes, expected: str) -> None:
+    assert message_id_field(raw) == expected

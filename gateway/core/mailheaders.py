@@ -18,6 +18,9 @@ from gateway.core.charsets import decode_base64, to_text
 _HEADER_FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
+_HEADER_SECTION_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID_FIELD = re.compile(rb"^message-id[ \t]*:[ \t]*((?:[^\r\n]|\r?\n(?=[ \t]))*)", re.IGNORECASE | re.MULTILINE)
+_BYTES_FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _NO_REPLY = re.compile(
     r"(?:^|[-+._])(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]?daemon|postmaster)(?:[-+._]|$)",
     re.IGNORECASE,
@@ -107,6 +110,20 @@ def addresses_of(entity: Message, name: str) -> tuple[str, ...]:
 
 def first_address_of(entity: Message, name: str) -> str | None:
     return next(iter(addresses_of(entity, name)), None)
+
+
+def message_id_field(raw: bytes, limit: int = 65536) -> str:
+    """The Message-ID field of a raw message as written (unfolded), read from the header section alone.
+
+    The listeners call this for every message before it is stored: a scan of the header
+    bytes, not a parse of the message.
+    """
+    head = raw[:limit]
+    end = _HEADER_SECTION_END.search(head)
+    found = _MESSAGE_ID_FIELD.search(head, 0, end.start() if end else len(head))
+    if found is None:
+        return ""
+    return _BYTES_FOLD.sub(b"", found.group(1)).decode("utf-8", "replace").strip()
 
 
 def message_ids_in(value: str | None) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import Executor
 
 from gateway.clock import utcnow
-from gateway.service.receive import message_id_of
+from gateway.core.mailheaders import message_id_field
 from gateway.store import intake
 from gateway.store.db import Database
 from gateway.store.intake import Envelope
@@ -76,7 +76,7 @@ class GroupCommitter:
         return batch
 
     def _commit(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        messages = [(raw, envelope, message_id_of(raw)) for raw, envelope in items]
+        messages = [(raw, envelope, message_id_field(raw)) for raw, envelope in items]
 
         def write() -> list[int]:
             with self.db.transaction() as session:

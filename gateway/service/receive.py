@@ -10,11 +10,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
 from sqlalchemy.orm import Session
 
+from gateway.core.mailheaders import message_id_field
 from gateway.core.model import Outcome
 from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
@@ -37,16 +36,10 @@ class Receipt:
     reason: str = ""
 
 
-def message_id_of(raw: bytes) -> str:
-    """The Message-ID header, read without parsing the body."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
-    return str(headers.get("Message-ID", "")).strip()
-
-
 def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
     """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
-        message = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        message = intake.enqueue(session, raw, envelope, message_id_field(raw), now)
         verdict = _attempt(session, message, now, trust)
         return Receipt(message.id, verdict.state, verdict.reason)
 
@@ -54,7 +47,7 @@ def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime, 
 def enqueue_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> int:
     """Only make a message durable (the listeners' job); processors apply it later."""
     with db.transaction() as session:
-        message = intake.enqueue(session, raw, envelope, message_id_of(raw), now)
+        message = intake.enqueue(session, raw, envelope, message_id_field(raw), now)
         log.info("intake %d %s: queued from %s", message.id, message.message_id, envelope.source)
         return message.id
 
@@ -72,7 +65,7 @@ def enqueue_from_mailbox(
     mailbox again (their UIDs are at most ``position.last_uid``); only then may the
     poller move them out of the folder.
     """
-    items = [(raw, envelope, message_id_of(raw)) for raw, envelope in messages]
+    items = [(raw, envelope, message_id_field(raw)) for raw, envelope in messages]
     with db.transaction() as session:
         ids = intake.enqueue_many(session, items, now)
         mailboxes.save_position(session, mailbox, position, now)
