@@ -39,7 +39,7 @@ from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 5.0  # seconds between looks at the queue when nobody wakes the processor
-BATCH = 4  # rows claimed (the SQLite write gate held) at a time; a crash leaves at most this many to their lease
+BATCH = 4  # rows claimed at a time; a crash leaves at most this many to their lease
 INTAKE_THREADS = 8
 DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queued for the next start
 CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown
@@ -251,7 +251,7 @@ class Daemon:
 
     def _process_batch(self) -> list[Receipt]:
         trust = self.trust
-        receipts = self.gate.run(lambda: process_queued(self.db, utcnow(), BATCH, trust))
+        receipts = process_queued(self.db, utcnow(), BATCH, trust, self.gate)
         if receipts and self.sender is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
         return receipts

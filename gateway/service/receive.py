@@ -21,10 +21,12 @@ from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeNotFound, IntakeState, Queued
 from gateway.store.mailboxes import MailboxKey, MailboxPosition
+from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=5)
+UNGATED = WriteGate(enabled=False)
 
 
 @dataclass(frozen=True)
@@ -74,20 +76,32 @@ def enqueue_from_mailbox(
     return ids
 
 
-def process_queued(db: Database, now: datetime, limit: int = 100, trust: Trust = OPEN_TRUST) -> list[Receipt]:
-    """Claim queued messages and process each in its own transaction."""
+def process_queued(
+    db: Database, now: datetime, limit: int = 100, trust: Trust = OPEN_TRUST, gate: WriteGate = UNGATED
+) -> list[Receipt]:
+    """Claim queued messages and process each in its own transaction.
+
+    The claim and each message take their own turn at ``gate``: a listener waiting to
+    commit a message goes between them, not after the whole batch.
+    """
+    ids = gate.run(_claim, db, now, limit)
+    receipts = (gate.run(_process_claimed, db, intake_id, now, trust) for intake_id in ids)
+    return [receipt for receipt in receipts if receipt is not None]
+
+
+def _claim(db: Database, now: datetime, limit: int) -> list[int]:
     with db.transaction() as session:
-        ids = intake.claim_queued(session, now, now + LEASE, limit)
-    receipts = []
-    for intake_id in ids:
-        with db.transaction() as session:
-            try:
-                message = intake.load(session, intake_id)
-            except IntakeNotFound:  # released, dropped or processed meanwhile
-                continue
-            verdict = _attempt(session, message, now, trust)
-            receipts.append(Receipt(message.id, verdict.state, verdict.reason))
-    return receipts
+        return intake.claim_queued(session, now, now + LEASE, limit)
+
+
+def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust) -> Receipt | None:
+    with db.transaction() as session:
+        try:
+            message = intake.load(session, intake_id)
+        except IntakeNotFound:  # released, dropped or processed meanwhile
+            return None
+        verdict = _attempt(session, message, now, trust)
+        return Receipt(message.id, verdict.state, verdict.reason)
 
 
 def release_held(db: Database, intake_id: int, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
