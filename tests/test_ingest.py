@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from gateway.service import mailflow, receive
 from gateway.store.intake import Envelope, IntakeState
+from gateway.store.writers import WriteGate
 from tests.cli import Reefknot, imip_mail
 from tests.conftest import NOW
 from tests.servers import free_port
+
+T = TypeVar("T")
 
 BROKEN_ICAL = "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:x\nDTSTART:2026\n"
 JOURNAL_REQUEST = """BEGIN:VCALENDAR
@@ -166,3 +171,19 @@ def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
     monkeypatch.undo()
     released = receive.release_held(db, receipt.intake_id, NOW)  # type: ignore[arg-type]
     assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
+
+
+def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_batch(db: object) -> None:
+    """The processor takes the write gate once for the claim and once per message; an urgent writer goes between."""
+    turns: list[str] = []
+
+    class RecordingGate(WriteGate):
+        def run(self, function: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+            turns.append(getattr(function, "__name__", "?"))
+            return super().run(function, *args, urgent=urgent)
+
+    for n in range(3):
+        receive.enqueue_message(db, f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"), NOW)  # type: ignore[arg-type]
+    receipts = receive.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
+    assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
+    assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]
