@@ -20,7 +20,6 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
 _HEADER_SECTION_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID_FIELD = re.compile(rb"^message-id[ \t]*:[ \t]*((?:[^\r\n]|\r?\n(?=[ \t]))*)", re.IGNORECASE | re.MULTILINE)
-_BYTES_FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _NO_REPLY = re.compile(
     r"(?:^|[-+._])(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|mailer[-_.]?daemon|postmaster)(?:[-+._]|$)",
     re.IGNORECASE,
@@ -123,7 +122,7 @@ def message_id_field(raw: bytes, limit: int = 65536) -> str:
     found = _MESSAGE_ID_FIELD.search(head, 0, end.start() if end else len(head))
     if found is None:
         return ""
-    return _BYTES_FOLD.sub(b"", found.group(1)).decode("utf-8", "replace").strip()
+    return _HEADER_FOLD.sub("", found.group(1).decode("utf-8", "replace")).strip()
 
 
 def message_ids_in(value: str | None) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.store.schema import IntakeMessage
 
+MESSAGE_ID_LENGTH = 500  # the length of the message_id column: longer ones are cut
 _TABLE = IntakeMessage.__table__
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)  # Core: no unit of work to flush
 _LOAD = select(
@@ -67,7 +68,7 @@ class Queued:
 def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, now: datetime) -> Queued:
     """Store a message as it arrived; durable once the caller commits."""
     (intake_id,) = enqueue_many(session, [(raw, envelope, message_id)], now)
-    return Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:500])
+    return Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:MESSAGE_ID_LENGTH])
 
 
 def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[int]:
@@ -78,7 +79,7 @@ def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str
         {
             "received_at": now, "source": envelope.source, "envelope_sender": envelope.sender,
             "sender_domain": envelope.sender_domain,
-            "recipients": list(envelope.recipients), "message_id": message_id[:500], "raw": raw,
+            "recipients": list(envelope.recipients), "message_id": message_id[:MESSAGE_ID_LENGTH], "raw": raw,
             "state": IntakeState.QUEUED.value, "attempts": 0, "reason": "", "detail": "",
         }
         for raw, envelope, message_id in messages
