@@ -1,13 +1,23 @@
-"""The principals' calendars: one row per (principal, UID) holding the master and its overrides, and their times."""
+"""The principals' calendars: one row per (principal, UID) holding the master and its overrides, and their times.
+
+Every read-modify-write of an object is serialized per object: ``load_object`` takes a
+transaction lock named after (principal, UID) on PostgreSQL, held until commit, so that
+two processes applying answers to one object never overwrite each other (SQLite's
+``BEGIN IMMEDIATE`` serializes every writer already). The lock is taken before the row
+is read, so it also serializes two writers creating the same UID. A UID whose object is
+gone, or was cancelled before it arrived, keeps its ordering state as a tombstone for
+``TOMBSTONE_LIFETIME``: an older message that arrives meanwhile is stale.
+"""
 
 from __future__ import annotations
 
 import secrets
+import zlib
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from icalendar import Calendar
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.core.ical import (
@@ -19,12 +29,14 @@ from gateway.core.ical import (
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
 from gateway.core.recurrence import ObjectTimes, read_times
-from gateway.store.schema import CalendarObject, Principal
+from gateway.store.schema import CalendarObject, OrderingTombstone, Principal
 
 PARSED_CACHE_SIZE = 4096
 TIMES_CACHE_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
 CALENDAR_CACHE_SIZE = 256  # principals whose whole list of times is kept
 _ROW_IDS = "reefknot.calendar-row-ids"
+_TOMBSTONED = "reefknot.calendar-tombstoned"
+TOMBSTONE_LIFETIME = timedelta(days=90)  # longer than any mail queue keeps retrying an older message
 
 
 class _ParsedCache:
@@ -66,18 +78,50 @@ _INSERT = insert(_TABLE).returning(_TABLE.c.id)
 _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 _DELETE = delete(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 _PRINCIPALS = Principal.__table__
+_TOMBS = OrderingTombstone.__table__
+_SELECT_TOMB = select(_TOMBS.c.state).where(
+    _TOMBS.c.principal_id == bindparam("principal_id"), _TOMBS.c.uid == bindparam("uid")
+)
+_DELETE_TOMB = delete(_TOMBS).where(_TOMBS.c.principal_id == bindparam("principal_id"), _TOMBS.c.uid == bindparam("uid"))
+_PRUNE_TOMBS = delete(_TOMBS).where(_TOMBS.c.principal_id == bindparam("principal_id"),
+                                    _TOMBS.c.kept_until < bindparam("now"))
+_LOCK_OBJECT = text("SELECT pg_advisory_xact_lock(:principal_id, :uid_key)")
+_LOCK_CALENDAR = select(_PRINCIPALS.c.id).where(_PRINCIPALS.c.id == bindparam("principal_id")).with_for_update()
 _CALENDAR_REVISION = select(_PRINCIPALS.c.calendar_revision).where(_PRINCIPALS.c.id == bindparam("principal_id"))
 _NEW_CALENDAR_REVISION = update(_PRINCIPALS).where(_PRINCIPALS.c.id == bindparam("principal_id"))
 
 
 def load_object(session: Session, principal_id: int, uid: str) -> Stored:
-    """The principal's copy of a UID with its applied versions (empty when it has none)."""
-    row = session.execute(_SELECT, {"principal_id": principal_id, "uid": uid}).first()
+    """The principal's copy of a UID with its applied versions (empty when it has none), locked until commit."""
     ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
+    if (principal_id, uid) not in ids and _is_postgresql(session):
+        session.execute(_LOCK_OBJECT, {"principal_id": principal_id, "uid_key": _lock_key(uid)})
+    row = session.execute(_SELECT, {"principal_id": principal_id, "uid": uid}).first()
     ids[(principal_id, uid)] = row.id if row is not None else None
-    if row is None:
+    if row is not None:
+        return Stored(_parsed.parse(row.ical), SchedulingState.from_json(row.state))
+    state = session.execute(_SELECT_TOMB, {"principal_id": principal_id, "uid": uid}).scalar()
+    tombstoned: set[tuple[int, str]] = session.info.setdefault(_TOMBSTONED, set())
+    if state is None:
+        tombstoned.discard((principal_id, uid))
         return Stored()
-    return Stored(_parsed.parse(row.ical), SchedulingState.from_json(row.state))
+    tombstoned.add((principal_id, uid))
+    return Stored(None, SchedulingState.from_json(state))
+
+
+def lock_calendar(session: Session, principal_id: int) -> None:
+    """Serialize this transaction with every other one that locks the principal's calendar (a room deciding)."""
+    if _is_postgresql(session):
+        session.execute(_LOCK_CALENDAR, {"principal_id": principal_id})
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _lock_key(uid: str) -> int:
+    """A UID as the signed 32-bit second key of a PostgreSQL advisory lock (collisions only serialize more)."""
+    return zlib.crc32(uid.encode("utf-8", "surrogateescape")) - 2**31
 
 
 def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime) -> None:
@@ -92,7 +136,12 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         if row_id is not None:
             session.execute(_DELETE, {"row_id": row_id})
             ids[(principal_id, uid)] = None
+        _keep_tombstone(session, principal_id, uid, stored.state, now)
         return
+    tombstoned: set[tuple[int, str]] = session.info.setdefault(_TOMBSTONED, set())
+    if (principal_id, uid) in tombstoned:
+        session.execute(_DELETE_TOMB, {"principal_id": principal_id, "uid": uid})
+        tombstoned.discard((principal_id, uid))
     text = serialize_calendar(stored.calendar)
     _parsed.remember(text, stored.calendar)
     values = {
@@ -109,6 +158,20 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         ids[(principal_id, uid)] = inserted.scalar_one()
     else:
         session.execute(_UPDATE, {"row_id": row_id, **values})
+
+
+def _keep_tombstone(session: Session, principal_id: int, uid: str, state: SchedulingState, now: datetime) -> None:
+    """Remember the versions of a UID that has no object now; forget the principal's expired tombstones."""
+    tombstoned: set[tuple[int, str]] = session.info.setdefault(_TOMBSTONED, set())
+    keys = {"principal_id": principal_id, "uid": uid}
+    if (principal_id, uid) in tombstoned:
+        session.execute(_DELETE_TOMB, keys)
+        tombstoned.discard((principal_id, uid))
+    session.execute(_PRUNE_TOMBS, {"principal_id": principal_id, "now": now})
+    if state.is_empty:
+        return
+    session.execute(insert(_TOMBS), {**keys, "state": state.to_json(), "kept_until": now + TOMBSTONE_LIFETIME})
+    tombstoned.add((principal_id, uid))
 
 
 def load_times(session: Session, principal_id: int, *, except_uid: str | None = None) -> list[ObjectTimes]:

@@ -105,6 +105,18 @@ class CalendarObject(Base):
     revision: Mapped[int] = mapped_column(BigInteger, default=0)  # random, new with every version of the text
 
 
+class OrderingTombstone(Base):
+    """The versions applied to a UID that has no stored object (cancelled first, or removed), for a while."""
+
+    __tablename__ = "ordering_tombstones"
+    __table_args__ = (UniqueConstraint("principal_id", "uid"), Index("ix_ordering_tombstones_kept_until", "kept_until"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(500))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    kept_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class IntakeMessage(Base):
     """A message as it arrived, durable before it is acknowledged; its state is where it sits."""
 

@@ -32,7 +32,7 @@ from gateway.core.instances import (
     recurrence_key_of,
     rrules_of,
 )
-from gateway.core.itip.ordering import Order, compare
+from gateway.core.itip.ordering import Order, SchedulingState, compare_organizer
 from gateway.core.itip.types import (
     ApplyResult,
     Instances,
@@ -67,7 +67,7 @@ def _merge(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResu
             _drop_overrides(instances, after=key, older_than=sequence_of(component))
 
     parts = [(recurrence_key_of(c), recurrence_key_of(c), c) for c in components_of(message)]
-    return _apply_newer(message, stored, parts, merge, after=_drop_superseded_overrides)
+    return _apply_newer(message, stored, parts, merge, after=_after_master_update)
 
 
 def apply_add(message: Calendar, stored: Stored, recipient: Recipient) -> ApplyResult:
@@ -95,9 +95,11 @@ def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
 
     A cancelled object stays in the calendar with STATUS:CANCELLED, as calendar servers
     keep it, so its owner sees what happened; a cancelled instance becomes an EXDATE.
+    A CANCEL for a UID with no stored object is not found, but its version is kept: the
+    invitation it cancels may still arrive, late, and must then be stale.
     """
     if not stored.components:
-        return unchanged(Outcome.NOT_FOUND, stored, "unknown-object")
+        return _remember_cancel(message, stored)
 
     def cancel(instances: Instances, key: str, component: Component) -> None:
         if key == MASTER:
@@ -106,7 +108,19 @@ def apply_cancel(message: Calendar, stored: Stored) -> ApplyResult:
             _cancel_instance(instances, key, component)
 
     parts = [(recurrence_key_of(c), recurrence_key_of(c), c) for c in components_of(message)]
-    return _apply_newer(message, stored, parts, cancel)
+    return _apply_newer(message, stored, parts, cancel, cancels=True)
+
+
+def _remember_cancel(message: Calendar, stored: Stored) -> ApplyResult:
+    """Not found; the versions of what the CANCEL cancels are kept for the object that is not there."""
+    state = stored.state
+    for component in components_of(message):
+        key = recurrence_key_of(component)
+        if compare_organizer(version_of(component), True, state.organizer_standing(key)) is Order.NEWER:
+            state = state.with_instance(key, version_of(component), cancelled=True)
+    if state == stored.state:
+        return unchanged(Outcome.NOT_FOUND, stored, "unknown-object")
+    return ApplyResult(Outcome.NOT_FOUND, Stored(None, state), "unknown-object", changed=True)
 
 
 Change = Callable[[Instances, str, Component], None]
@@ -117,7 +131,9 @@ def _apply_newer(
     stored: Stored,
     parts: Iterable[tuple[str, str, Component]],
     change: Change,
-    after: Callable[[Instances, list[str]], None] | None = None,
+    after: Callable[[Instances, list[str], SchedulingState], None] | None = None,
+    *,
+    cancels: bool = False,
 ) -> ApplyResult:
     """Apply each part (instance key, key it is versioned under, component) that is newer
     than what was applied before the message; stale or duplicate when none is."""
@@ -126,16 +142,16 @@ def _apply_newer(
     applied: list[str] = []
     seen: list[Order] = []
     for key, versioned_as, component in parts:
-        order = compare(version_of(component), stored.state.organizer_version(versioned_as))
+        order = compare_organizer(version_of(component), cancels, stored.state.organizer_standing(versioned_as))
         seen.append(order)
         if order is Order.NEWER:
             change(instances, key, component)
-            state = state.with_instance(versioned_as, version_of(component))
+            state = state.with_instance(versioned_as, version_of(component), cancelled=cancels)
             applied.append(key)
     if not applied:
         return unchanged(_outcome_of(seen), stored, "")
     if after is not None:
-        after(instances, applied)
+        after(instances, applied, state)
     return ApplyResult(Outcome.APPLIED, Stored(assemble(message, stored, instances), state), changed=True)
 
 
@@ -190,6 +206,23 @@ def _drop_overrides(instances: Instances, *, after: str, older_than: int | None)
     for key in [k for k in instances if k != MASTER and k > after]:
         if older_than is None or sequence_of(instances[key]) <= older_than:
             del instances[key]
+
+
+def _after_master_update(instances: Instances, keep: list[str], state: SchedulingState) -> None:
+    _drop_superseded_overrides(instances, keep)
+    _exclude_cancelled(instances, keep, state)
+
+
+def _exclude_cancelled(instances: Instances, keep: list[str], state: SchedulingState) -> None:
+    """A master older than an instance's cancellation (which arrived first) keeps that instance cancelled."""
+    if MASTER not in keep or MASTER not in instances:
+        return
+    version = version_of(instances[MASTER])
+    for key in state.cancelled_after(version):
+        start = instance_start(instances[MASTER], key)
+        if start is not None and key not in exdate_keys(instances[MASTER]):
+            add_date_value(own(instances, MASTER), "EXDATE", start)
+        instances.pop(key, None)
 
 
 def _drop_superseded_overrides(instances: Instances, keep: Iterable[str]) -> None:
