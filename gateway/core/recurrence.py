@@ -30,7 +30,8 @@ _DAY = timedelta(days=1)
 _SLACK = timedelta(hours=3)  # around a wall-clock bound, so that no DST change can cut an instance off
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-_FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # the end of an endless series
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # the end of an endless series
+_FOREVER = FOREVER
 
 Span = tuple[datetime, datetime]  # aware UTC start and end, the working form of a period
 Found = tuple[datetime, datetime, datetime | None]  # a span and, for a master's instance, its wall-clock start

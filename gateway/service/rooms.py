@@ -18,7 +18,9 @@ from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from gateway.core.booking import (
+    Booking,
     BookingError,
+    Decline,
     BookingRules,
     apply_booking,
     booking_horizon,
@@ -30,12 +32,14 @@ from gateway.core.itip.plan import plan_itip
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind, OutgoingMessage, PartStat
+from gateway.core.recurrence import FOREVER, ObjectTimes, read_times
 from gateway.service.freebusy import busy_of
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef
 
 log = logging.getLogger(__name__)
-HORIZON = timedelta(days=366)  # how far ahead the instances of an endless series are checked for clashes
+HORIZON = timedelta(days=366)  # how far ahead the instances of an endless series are checked, at least
+LONGEST_HORIZON = timedelta(days=20 * 366)  # and at most: as far as the room's other bookings reach
 SELF_SCHEDULING = frozenset({Kind.ROOM, Kind.RESOURCE})
 
 RoomRules = Callable[[str], BookingRules]
@@ -50,6 +54,7 @@ def answer(
     session: Session, room: PrincipalRef, uid: str, now: datetime, rules: RoomRules = no_rules, *, decline: str = ""
 ) -> list[OutgoingMessage]:
     """Decide the room's answers to its copy of ``uid``, store them, and return the REPLY to send (if any changed)."""
+    calendars.lock_calendar(session, room.id)  # the clash decision and its answer, one room at a time
     stored = calendars.load_object(session, room.id, uid)
     if stored.calendar is None:
         return []
@@ -78,12 +83,34 @@ def _answered(
     """The room's address in the request, its copy with the answers set, and the comment for the REPLY."""
     if decline:
         return _declined(request, room.addresses, decline)
-    horizon_end = now + HORIZON
+    others = calendars.load_times(session, room.id, except_uid=uid)
+    horizon_end = _horizon_end(others, now)
     span = booking_horizon(request, room.addresses, now, horizon_end)
     busy = busy_of(session, room, span[0], span[1], except_uid=uid) if span else []
     booking = decide_booking(request, room.addresses, busy, rules, now, horizon_end)
+    if _clashes_without_end(request, booking, others):
+        return _declined(request, room.addresses, Decline.CLASH.value)
     comment = booking.reason if booking.partstat == PartStat.DECLINED else ""
     return booking.attendee, apply_booking(request, booking.attendee, booking), comment
+
+
+def _horizon_end(others: list[ObjectTimes], now: datetime) -> datetime:
+    """How far an endless series is judged: a year ahead, and on to the room's furthest other booking.
+
+    Past that, the room holds nothing an instance could clash with: a finite booking
+    counts to its end, another endless series to a year past its start.
+    """
+    reach = [t.end if t.end < FOREVER else t.start + HORIZON for t in others]
+    return min(max([now + HORIZON, *reach]), now + LONGEST_HORIZON)
+
+
+def _clashes_without_end(request: Calendar, booking: Booking, others: list[ObjectTimes]) -> bool:
+    """An endless series that clashes after every finite booking has ended clashes with an endless one:
+    for ever, at more instances than any reply can list, so it is declined whole."""
+    if read_times(request).end < FOREVER:
+        return False
+    finite_end = max((t.end for t in others if t.end < FOREVER), default=None)
+    return any(d.reason == Decline.CLASH and (finite_end is None or d.start >= finite_end) for d in booking.decisions)
 
 
 def _declined(request: Calendar, room: frozenset[str], reason: str) -> tuple[str, Calendar, str]:
