@@ -1,8 +1,8 @@
 """Read-modify-write of calendar objects is serialized: no lost updates, no double-booked room, with several processes.
 
-Real PostgreSQL, real processes: the intake queue is filled first, then several
-processes (each with several processor threads) drain it at once, as ``reefknot serve``
-processes sharing one database do.
+On a real PostgreSQL and on SQLite, with real processes: the intake queue is filled
+first, then several processes (each with several processor threads) drain it at once,
+as ``reefknot serve`` processes sharing one database do.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 
@@ -27,16 +26,6 @@ NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 ALICE = "alice@foo.example"
 UID = "all-hands@foo.example"
 GUESTS = [f"guest{n}@bar.example" for n in range(60)]
-
-
-@pytest.fixture
-def pg_url(postgres_server: str) -> str:
-    from tests.conftest import _fresh_postgres_database
-
-    generator = _fresh_postgres_database(postgres_server)
-    url = next(generator)
-    yield url
-    next(generator, None)
 
 
 def _invitation(attendees: list[str], uid: str = UID, start: str = "20260710T100000Z",
@@ -85,9 +74,8 @@ def _run_processes(url: str, processes: int, threads: int) -> int:
         return sum(pool.starmap(_drain, [(url, threads)] * processes))
 
 
-@pytest.mark.postgresql
-def test_replies_applied_at_once_by_several_processes_are_all_on_the_organizers_copy(pg_url: str) -> None:
-    db = Database(pg_url)
+def test_replies_applied_at_once_by_several_processes_are_all_on_the_organizers_copy(database_url: str) -> None:
+    db = Database(database_url)
     db.upgrade()
     with db.transaction() as session:
         alice = directory.add_principal(session, ALICE, now=NOW)
@@ -97,7 +85,7 @@ def test_replies_applied_at_once_by_several_processes_are_all_on_the_organizers_
     for guest, partstat in answers.items():
         enqueue_message(db, _reply_mail(guest, partstat), Envelope(guest, (ALICE,), "test"), NOW)
 
-    applied = _run_processes(pg_url, processes=3, threads=2)
+    applied = _run_processes(database_url, processes=3, threads=2)
 
     assert applied == len(GUESTS)
     with db.reading() as session:
@@ -122,9 +110,8 @@ def _book(url: str, organizer: str, uid: str) -> str:
     return answer
 
 
-@pytest.mark.postgresql
-def test_two_processes_booking_one_room_for_the_same_hour_get_exactly_one_acceptance(pg_url: str) -> None:
-    db = Database(pg_url)
+def test_processes_booking_one_room_for_the_same_hour_get_exactly_one_acceptance(database_url: str) -> None:
+    db = Database(database_url)
     db.upgrade()
     organizers = [f"organizer{n}@foo.example" for n in range(6)]
     with db.transaction() as session:
@@ -134,5 +121,5 @@ def test_two_processes_booking_one_room_for_the_same_hour_get_exactly_one_accept
     db.dispose()
     context = multiprocessing.get_context("spawn")
     with context.Pool(len(organizers)) as pool:
-        answers = pool.starmap(_book, [(pg_url, o, f"booking-{n}@foo.example") for n, o in enumerate(organizers)])
+        answers = pool.starmap(_book, [(database_url, o, f"booking-{n}@foo.example") for n, o in enumerate(organizers)])
     assert sorted(answers) == ["ACCEPTED"] + ["DECLINED"] * (len(organizers) - 1)
