@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import dkim
@@ -66,17 +67,17 @@ def test_flush_sends_what_is_due_and_retry_and_drop_change_the_queue(
     carol, dave = states(reefknot)[CAROL][0], states(reefknot)[DAVE][0]
     lines = reefknot("outbox", "flush").splitlines()
     assert sorted(lines) == sorted([
-        f"outbox {carol}: sent {CAROL}, SCHEDULE-STATUS 1.1 (250 2.0.0 Ok: queued)",
-        f"outbox {dave}: failed {DAVE}, SCHEDULE-STATUS 3.7 (bad-address: 550 5.1.1 User unknown)",
+        f"outbox {carol} {CAROL}: sent, SCHEDULE-STATUS 1.1 (250 2.0.0 Ok: queued)",
+        f"outbox {dave} {DAVE}: failed, SCHEDULE-STATUS 3.7 (bad-address: 550 5.1.1 User unknown)",
     ])
-    assert reefknot("outbox", "flush") == "nothing is due\n"
+    assert reefknot("outbox", "flush") == "nothing is queued\n"
     assert (schedule_status(reefknot, "u1", CAROL), schedule_status(reefknot, "u1", DAVE)) == ("1.1", "3.7")
 
     reefknot("outbox", "retry", str(carol), expect=65)  # sent: nothing to retry
     peer.accept(DAVE)
     assert reefknot("outbox", "retry", str(dave)) == f"outbox {dave}: queued\n"
     assert states(reefknot)[DAVE] == (dave, "queued", 0)
-    assert reefknot("outbox", "flush").startswith(f"outbox {dave}: sent {DAVE}, SCHEDULE-STATUS 1.1")
+    assert reefknot("outbox", "flush").startswith(f"outbox {dave} {DAVE}: sent, SCHEDULE-STATUS 1.1")
     assert schedule_status(reefknot, "u1", DAVE) == "1.1"
 
     reefknot("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u2", ERIN)))
@@ -84,9 +85,35 @@ def test_flush_sends_what_is_due_and_retry_and_drop_change_the_queue(
     assert reefknot("outbox", "drop", str(erin)) == f"outbox {erin}: dropped\n"
     assert states(reefknot)[ERIN] == (erin, "dropped", 0)
     assert schedule_status(reefknot, "u2", ERIN) == "5.1"
-    assert reefknot("outbox", "flush") == "nothing is due\n"
+    assert reefknot("outbox", "flush") == "nothing is queued\n"
     reefknot("outbox", "drop", str(erin), expect=65)
     assert [m.rcpt_to for m in peer.received] == [(CAROL,), (DAVE,)]
+
+
+def test_flush_tries_a_message_in_backoff_and_a_deferral_leaves_its_schedule_alone(
+    reefknot: Reefknot, peer: Sink, tmp_path: Path
+) -> None:
+    peer.answer(CAROL, "451 4.3.0 Try again later", at="data")
+    reefknot("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL)))
+    (first,) = reefknot.json_lines("outbox", "flush")  # due: an attempt on the schedule
+    assert (first["result"], first["detail"], first["schedule_status"]) == ("deferred", "451 4.3.0 Try again later", "1.1")
+    (queued,) = reefknot.json_lines("outbox")
+    assert (queued["state"], queued["attempts"], queued["next_attempt_at"]) == ("queued", 1, first["next_attempt_at"])
+
+    peer.answer(CAROL, "452 4.3.1 Insufficient system storage", at="data")
+    (forced,) = reefknot("outbox", "flush").splitlines()  # in backoff: tried all the same
+    due = datetime.fromisoformat(queued["next_attempt_at"]).isoformat(timespec="seconds")
+    assert forced == f"outbox {first['id']} {CAROL}: deferred, next attempt {due} (452 4.3.1 Insufficient system storage)"
+    (after,) = reefknot.json_lines("outbox")
+    assert (after["attempts"], after["next_attempt_at"]) == (1, queued["next_attempt_at"])  # the daemon's schedule
+    assert after["last_error"] == "452 4.3.1 Insufficient system storage"
+
+    peer.accept(CAROL)
+    (sent,) = reefknot.json_lines("outbox", "flush")
+    assert (sent["id"], sent["recipient"], sent["result"], sent["schedule_status"]) == (first["id"], CAROL, "sent", None)
+    assert states(reefknot)[CAROL] == (first["id"], "sent", 1)
+    assert len(peer.offered) == 3 and [m.rcpt_to for m in peer.received] == [(CAROL,)]
+    assert schedule_status(reefknot, "u1", CAROL) == "1.1"
 
 
 def test_flush_sends_a_signed_imip_mail_a_calendar_program_and_a_person_can_read(

@@ -87,6 +87,27 @@ def test_an_attempt_decides(
     assert decision.next_attempt_at == (now + next_in if next_in else None)
 
 
+@pytest.mark.parametrize(
+    ("result", "age", "due_in", "verdict", "next_attempt_in"),
+    [
+        (R.DEFERRED, timedelta(minutes=1), timedelta(minutes=4), Verdict.RETRY, timedelta(minutes=4)),  # its schedule
+        (R.DEFERRED, timedelta(days=5), timedelta(minutes=30), Verdict.RETRY, timedelta(minutes=30)),  # age judged when due
+        (R.DEFERRED, timedelta(minutes=5), timedelta(0), Verdict.RETRY, timedelta(minutes=20)),  # due: the backoff grows
+        (R.DEFERRED, timedelta(days=5), -timedelta(minutes=1), Verdict.FAILED, None),
+        (R.DELIVERED, timedelta(minutes=1), timedelta(minutes=4), Verdict.SENT, None),
+        (R.BAD_ADDRESS, timedelta(minutes=1), timedelta(minutes=4), Verdict.FAILED, None),  # a refusal counts any time
+    ],
+)
+def test_an_attempt_forced_before_its_time_counts_only_when_it_ends_the_message(
+    result: AttemptResult, age: timedelta, due_in: timedelta, verdict: Verdict, next_attempt_in: timedelta | None
+) -> None:
+    now = NOW + age
+    decision = decide_attempt(Attempt(result, "451 busy"), policy=POLICY, created_at=NOW, attempts=3, now=now,
+                              due_at=now + due_in)
+    assert decision.verdict is verdict
+    assert decision.next_attempt_at == (now + next_attempt_in if next_attempt_in is not None else None)
+
+
 RECURRING = """BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//Test//Test//EN

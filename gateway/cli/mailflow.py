@@ -131,10 +131,16 @@ def outbox_drop(context: Context, outbox_id: int) -> None:
 
 
 @outbox_group.command("flush")
+@click.option("--json", "as_json", is_flag=True)
 @pass_context
 @guarded
-def outbox_flush(context: Context) -> None:
-    """Send every message that is due now, once each, and say what became of it."""
+def outbox_flush(context: Context, as_json: bool) -> None:
+    """Try every queued message now, backoff or not (like ``postqueue -f``), and say what became of each.
+
+    A message not yet due that is deferred again keeps its schedule and its attempt count:
+    an attempt the operator forces does not make the daemon wait longer, nor fail the
+    message for its age. Delivered is sent, refused for good is failed, as at any attempt.
+    """
     from gateway.edges.sender import Sender
 
     config = context.config
@@ -143,14 +149,31 @@ def outbox_flush(context: Context) -> None:
     except (ConfigError, outbound.ComposerUnavailable) as error:
         raise Exit(EX_CONFIG, str(error)) from error
     results = asyncio.run(sender.flush())
-    for result in results:
-        click.echo(_send_line(result))
-    if not results:
-        click.echo("nothing is due")
+    if as_json:
+        emit([_send_record(r) for r in results], True, [])
+    elif results:
+        for result in results:
+            click.echo(_send_line(result))
+    else:
+        click.echo("nothing is queued")
+
+
+# What a flush says became of a message; a row that stays queued was deferred.
+FLUSH_RESULTS = {OutboxState.SENT: "sent", OutboxState.QUEUED: "deferred", OutboxState.FAILED: "failed",
+                 OutboxState.DROPPED: "dropped"}
+
+
+def _send_record(result: outbound.SendResult) -> dict[str, Any]:
+    return {
+        "id": result.outbox_id, "recipient": result.recipient, "result": FLUSH_RESULTS[result.state],
+        "detail": result.detail, "message_id": result.message_id,
+        "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
+        "schedule_status": result.schedule_status.value if result.schedule_status else None,
+    }
 
 
 def _send_line(result: outbound.SendResult) -> str:
-    line = f"outbox {result.outbox_id}: {result.state.value} {result.recipient}"
+    line = f"outbox {result.outbox_id} {result.recipient}: {FLUSH_RESULTS[result.state]}"
     if result.next_attempt_at is not None:
         line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
     if result.schedule_status is not None:

@@ -68,11 +68,19 @@ class Decision:
 
 
 def decide_attempt(
-    attempt: Attempt, *, policy: RetryPolicy, created_at: datetime, attempts: int, now: datetime
+    attempt: Attempt, *, policy: RetryPolicy, created_at: datetime, attempts: int, now: datetime,
+    due_at: datetime | None = None,
 ) -> Decision:
-    """Sent on delivery; again later on a deferral while younger than the lifetime; failed otherwise."""
+    """Sent on delivery; again later on a deferral while younger than the lifetime; failed otherwise.
+
+    An attempt made before the message was due (``due_at``, forced by ``reefknot outbox
+    flush``) that is deferred does not count: the message keeps its schedule, and the
+    attempt at ``due_at`` is the one that judges its age. A refusal counts whenever it comes.
+    """
     if attempt.result is AttemptResult.DELIVERED:
         return Decision(Verdict.SENT, ScheduleStatus.SENT, attempt.detail)
+    if attempt.result is AttemptResult.DEFERRED and due_at is not None and now < due_at:
+        return Decision(Verdict.RETRY, ScheduleStatus.SENT, attempt.detail, due_at)
     if attempt.result is AttemptResult.DEFERRED:
         if now - created_at >= policy.lifetime:
             reason = f"lifetime-exceeded: {attempts} attempts, the last: {attempt.detail}"

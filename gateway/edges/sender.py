@@ -3,7 +3,7 @@
 A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
 session (``relay``) and records every attempt through ``gateway.service.outbound``, which
 decides sent, deferred or failed. ``run`` makes passes until stopped: when poked, and
-every few seconds anyway. Database work runs in worker threads (behind the SQLite write
+every few seconds anyway; ``flush`` goes once through the whole queue, backoff or not. Database work runs in worker threads (behind the SQLite write
 gate when one is given), so the event loop keeps serving. A row that cannot be composed
 fails with its reason; no row stops the loop. Nothing here reads iCalendar.
 """
@@ -56,23 +56,34 @@ class Sender:
         """Look at the outbox now (call from the event loop's thread)."""
         self._wake.set()
 
-    async def send_due(self, limit: int = BATCH, *, due_by: datetime | None = None) -> list[SendResult]:
-        """One pass: up to ``limit`` rows due by ``due_by`` (else now), each attempted once and recorded."""
+    async def send_due(self, limit: int = BATCH) -> list[SendResult]:
+        """One pass: up to ``limit`` rows due now, each attempted once and recorded."""
         now = self.clock()
-        lease_until = now + self._lease(limit)
-        rows = await self._store(outbound.claim_due, self.db, due_by or now, lease_until, limit)
+        rows = await self._store(outbound.claim_due, self.db, now, self._lease(now, limit), limit)
+        return await self._send_claimed(rows)
+
+    async def flush(self) -> list[SendResult]:
+        """Every queued row, due or in backoff, attempted once each, in batches by id (``reefknot outbox flush``).
+
+        As with ``postqueue -f``, the backoff does not hold a row back; how an early attempt
+        counts is ``gateway.core.retry``'s rule. A row another sender holds is its to send.
+        """
+        results: list[SendResult] = []
+        after_id = 0
+        while rows := await self._claim_queued(after_id):
+            after_id = rows[-1].id
+            results.extend(await self._send_claimed(rows))
+        return results
+
+    async def _claim_queued(self, after_id: int) -> list[OutboxMessage]:
+        now = self.clock()
+        return await self._store(outbound.claim_queued, self.db, now, self._lease(now, BATCH), BATCH, after_id)
+
+    async def _send_claimed(self, rows: list[OutboxMessage]) -> list[SendResult]:
         if not rows:
             return []
         async with Relay(self.config.smarthost, self.config.outbound, self.password) as relay:
             return [await self._send(relay, row) for row in rows]
-
-    async def flush(self) -> list[SendResult]:
-        """Every row due now, attempted once each (``reefknot outbox flush``)."""
-        started = self.clock()
-        results: list[SendResult] = []
-        while batch := await self.send_due(due_by=started):
-            results.extend(batch)
-        return results
 
     async def run(self, stop: asyncio.Event) -> None:
         """Make passes until ``stop`` is set; a database outage pauses the sender, growing to MAX_BACKOFF."""
@@ -103,9 +114,9 @@ class Sender:
             return Attempt(AttemptResult.UNCOMPOSABLE, " ".join(f"{type(error).__name__}: {error}".split()))
         return await relay.send(outbound.envelope_sender(row, self.config.reply_domain), row.recipient, data)
 
-    def _lease(self, limit: int) -> timedelta:
+    def _lease(self, now: datetime, limit: int) -> datetime:
         """Long enough for a whole pass to run into every timeout; a crashed sender's rows wait this long."""
-        return LEASE_MARGIN + timedelta(seconds=limit * COMMANDS_PER_MESSAGE * self.config.outbound.timeout)
+        return now + LEASE_MARGIN + timedelta(seconds=limit * COMMANDS_PER_MESSAGE * self.config.outbound.timeout)
 
     async def _store(self, function: Callable[..., T], *args: Any) -> T:
         if self.gate is None:

@@ -117,6 +117,12 @@ def claim_due(db: Database, now: datetime, lease_until: datetime, limit: int) ->
         return outbox.claim_due(session, now, lease_until, limit)
 
 
+def claim_queued(db: Database, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxMessage]:
+    """Claim queued rows after ``after_id``, due or not, in a transaction of their own (``reefknot outbox flush``)."""
+    with db.transaction() as session:
+        return outbox.claim_queued(session, now, lease_until, limit, after_id)
+
+
 def record_attempt(db: Database, outbox_id: int, attempt: Attempt, policy: RetryPolicy, now: datetime) -> SendResult:
     """Move the row to the state the attempt earned and update the organizer's copy, in one transaction.
 
@@ -128,7 +134,8 @@ def record_attempt(db: Database, outbox_id: int, attempt: Attempt, policy: Retry
             log.warning("outbox %d %s: %s, but it was %s meanwhile; left so", row.id, row.message_id,
                         attempt.result.value, "retried" if row.state == OutboxState.QUEUED.value else row.state)
             return SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), attempt.detail)
-        decision = decide_attempt(attempt, policy=policy, created_at=row.created_at, attempts=row.attempts, now=now)
+        decision = decide_attempt(attempt, policy=policy, created_at=row.created_at, attempts=row.attempts, now=now,
+                                  due_at=row.next_attempt_at)
         _apply(row, decision, now)
         written = update_schedule_status(session, row, decision.status, now)
         result = SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), decision.reason,

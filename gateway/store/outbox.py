@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import OutboxMessage
@@ -99,17 +99,37 @@ def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int
     different rows; SQLite has one writer at a time anyway. Each claimed row counts one
     more attempt now, so that a sender dying mid-attempt still moves the backoff on.
     """
+    query = _claimable(now).where(OutboxMessage.next_attempt_at <= now)
+    return _claim(session, query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id), now, lease_until, limit)
+
+
+def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxMessage]:
+    """Take up to ``limit`` queued rows with an id above ``after_id``, due or in backoff, that no sender holds.
+
+    For ``reefknot outbox flush``, which goes through the queue by id. Only a row that is
+    due counts an attempt here: an early attempt that is deferred leaves the row's
+    schedule as it was (``gateway.core.retry.decide_attempt``).
+    """
+    query = _claimable(now).where(OutboxMessage.id > after_id)
+    return _claim(session, query.order_by(OutboxMessage.id), now, lease_until, limit)
+
+
+def _claimable(now: datetime) -> Select[OutboxMessage]:
     free = OutboxMessage.claimed_until.is_(None) | (OutboxMessage.claimed_until < now)
-    query = select(OutboxMessage).where(
-        OutboxMessage.state == OutboxState.QUEUED.value, OutboxMessage.next_attempt_at <= now, free
-    )
-    query = query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
+    return select(OutboxMessage).where(OutboxMessage.state == OutboxState.QUEUED.value, free)
+
+
+def _claim(
+    session: Session, query: Select[OutboxMessage], now: datetime, lease_until: datetime, limit: int
+) -> list[OutboxMessage]:
+    query = query.limit(limit)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list(session.scalars(query))
     for row in rows:
         row.claimed_until = lease_until
-        row.attempts += 1
+        if row.next_attempt_at <= now:
+            row.attempts += 1
     session.flush()
     return rows
 
