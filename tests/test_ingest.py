@@ -122,6 +122,44 @@ def test_a_tnef_only_invitation_is_held_as_unreadable(reefknot: Reefknot, tmp_pa
     assert (entry["outcome"], entry["reason"]) == ("unreadable", "tnef-invitation")
 
 
+REQUEST = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//T//T//EN
+METHOD:REQUEST
+BEGIN:VEVENT
+UID:sized
+DTSTAMP:20260601T080000Z
+DTSTART:20260701T080000Z
+ORGANIZER:mailto:carol@bar.example
+ATTENDEE:mailto:alice@foo.example
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+@pytest.mark.parametrize(
+    ("limits", "size", "code"),
+    [
+        ("[smtp]\nmax_message_size = 4000\n", 4000, 0),
+        ("[smtp]\nmax_message_size = 4000\n", 4001, 65),
+        ("[lmtp]\nmax_message_size = 4000\n", 4001, 65),
+        ("[smtp]\nmax_message_size = 9000\n[lmtp]\nmax_message_size = 4000\n", 4001, 65),  # the smaller one
+        ("[smtp]\nmax_message_size = 9000\n[lmtp]\nmax_message_size = 9000\n", 9000, 0),
+    ],
+)
+def test_ingest_refuses_a_message_over_the_smaller_listener_limit_and_keeps_nothing(
+    reefknot: Reefknot, tmp_path: Path, limits: str, size: int, code: int
+) -> None:
+    with reefknot.config.open("a") as config:
+        config.write(limits)
+    mail = imip_mail(tmp_path, "sized", "carol@bar.example", "alice@foo.example", REQUEST, "REQUEST")
+    raw = mail.read_bytes()
+    mail.write_bytes(raw + b"x" * (size - len(raw)))  # an epilogue after the last boundary: the same invitation
+    assert mail.stat().st_size == size
+    reefknot("ingest", "--recipient", "alice@foo.example", str(mail), expect=code)
+    assert len(reefknot.json_lines("inbox", "alice@foo.example")) == (1 if code == 0 else 0)
+
+
 def _reefknot_process(*args: str, config: Path | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "REEFKNOT_CONFIG"}
     command = [sys.executable, "-m", "gateway.cli", *(["--config", str(config)] if config else []), *args]
@@ -133,6 +171,38 @@ def test_ingest_exits_75_when_the_database_is_unavailable(tmp_path: Path) -> Non
     config.write_text(f'[database]\nurl = "postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none?connect_timeout=2"\n')
     result = _reefknot_process("ingest", "--recipient", "alice@foo.example", "-", config=config, stdin=b"Subject: x\r\n\r\n")
     assert result.returncode == 75, result.stderr
+
+
+# The child's peak resident memory is VmHWM, which starts afresh at exec; ru_maxrss would include
+# the parent's size at fork, this test's 64 MiB included.
+MEASURED = (
+    "import re, sys\n"
+    "from gateway.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "peak = re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "sys.stderr.write(f'\\nmaxrss {peak}\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
+def _measured_ingest(cwd: Path, stdin: bytes) -> tuple[subprocess.CompletedProcess[bytes], int]:
+    """``reefknot ingest -`` in a child that reports its peak memory (KiB) as its last line on stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "REEFKNOT_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", MEASURED, "ingest", "-"], input=stdin, capture_output=True,
+                            cwd=cwd, env=env, timeout=120)
+    output, _, peak = result.stderr.rstrip().rpartition(b"\nmaxrss ")
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout, output), int(peak)
+
+
+def test_a_message_over_25_mib_on_stdin_is_bounced_with_5_3_4_without_being_read_whole(tmp_path: Path) -> None:
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak memory is read from /proc/self/status (Linux)")
+    small, small_peak = _measured_ingest(tmp_path, b"Subject: hello\r\n\r\nno calendar\r\n")
+    assert small.returncode == 0, small.stderr
+    large, large_peak = _measured_ingest(tmp_path, b"Subject: big\r\n\r\n" + b"x" * (64 * 2**20))
+    assert (large.returncode, large.stdout) == (65, b"")  # EX_DATAERR: Postfix's pipe bounces it
+    assert large.stderr.startswith(b"5.3.4 message too large: over 26214400 bytes"), large.stderr  # the bounce's code
+    assert large_peak < small_peak + (25 + 16) * 1024, (small_peak, large_peak)  # the limit and a little, not 64 MiB
 
 
 def test_ingest_exits_64_on_bad_usage_and_78_on_a_bad_configuration(tmp_path: Path) -> None:

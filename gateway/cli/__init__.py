@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="reefknot", standalone_mode=False)
     except Exit as error:
-        click.echo(f"reefknot: {error}", err=True)
+        click.echo(error.line(), err=True)
         return error.code
     except click.exceptions.Abort:
         return 1

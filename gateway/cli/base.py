@@ -1,6 +1,7 @@
 """The ``reefknot`` command's shared parts: the group, its context, exit codes, output.
 
-Exit codes follow sysexits(3): 0 done, 64 usage, 65 bad input data, 71 cannot listen,
+Exit codes follow sysexits(3): 0 done, 64 usage, 65 bad input data (also a message over the
+size limit: a permanent failure that an MTA's pipe bounces), 71 cannot listen,
 75 try again later (EX_TEMPFAIL, what an MTA pipe transport retries), 78 configuration.
 """
 
@@ -29,12 +30,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Exit(Exception):
-    """Leave the command with a sysexits code and a message on stderr."""
+    """Leave the command with a sysexits code and a message on stderr.
 
-    def __init__(self, code: int, message: str) -> None:
+    With an RFC 3463 ``status`` the message line starts with it (``5.3.4 message too
+    large``): Postfix's pipe(8) then reports that code instead of the exit code's.
+    """
+
+    def __init__(self, code: int, message: str, *, status: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
+    def line(self) -> str:
+        return f"{self.status} {self}" if self.status else f"reefknot: {self}"
 
 
 class Context:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.cli.base import (
     EX_CONFIG,
+    EX_DATAERR,
     EX_OSERR,
     EX_TEMPFAIL,
     EX_USAGE,
@@ -23,7 +24,7 @@ from gateway.cli.base import (
     pass_context,
 )
 from gateway.clock import utcnow
-from gateway.config import ConfigError
+from gateway.config import Config, ConfigError
 from gateway.service import outbound, receive
 from gateway.store import intake, outbox
 from gateway.store.db import SchemaOutdated
@@ -38,11 +39,16 @@ from gateway.store.outbox import OutboxState
 @pass_context
 @guarded
 def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: str) -> None:
-    """Take one RFC 5322 message (for MTA pipe transports) and apply it."""
-    try:
-        raw = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()
-    except OSError as error:
-        raise Exit(EX_USAGE, f"cannot read {source}: {error.strerror}") from error
+    """Take one RFC 5322 message (for MTA pipe transports) and apply it.
+
+    A message over the listeners' size limit is refused for good (exit 65, output
+    starting ``5.3.4``), as the listeners refuse it with 552 5.3.4.
+    """
+    limit = ingest_limit(context.config)
+    raw = _read_message(source, limit)
+    if len(raw) > limit:  # no log line: an MTA's pipe reads the first line of the output for its bounce
+        raise Exit(EX_DATAERR, f"message too large: over {limit} bytes ([smtp]/[lmtp] max_message_size)",
+                   status="5.3.4")
     db = context.database()
     try:
         receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust())
@@ -53,6 +59,25 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
         raise Exit(EX_TEMPFAIL, f"temporary failure: {type(error).__name__}: {error}") from error
     reason = f" ({receipt.reason})" if receipt.reason else ""
     click.echo(f"intake {receipt.intake_id}: {receipt.state.value}{reason}")
+
+
+def ingest_limit(config: Config) -> int:
+    """The largest message ``ingest`` takes: the smaller of ``[smtp]`` and ``[lmtp]`` max_message_size.
+
+    So a message that either listener would refuse is refused on the pipe too.
+    """
+    return min(config.smtp_options.max_message_size, config.lmtp_options.max_message_size)
+
+
+def _read_message(source: str, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes: enough to know a message is too large without holding all of it."""
+    try:
+        if source == "-":
+            return sys.stdin.buffer.read(limit + 1)
+        with open(source, "rb") as stream:
+            return stream.read(limit + 1)
+    except OSError as error:
+        raise Exit(EX_USAGE, f"cannot read {source}: {error.strerror}") from error
 
 
 @cli.command()
