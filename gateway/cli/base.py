@@ -116,8 +116,29 @@ def emit(rows: Iterable[dict[str, Any]], as_json: bool, columns: list[str]) -> N
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    for line in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+
+
+PAGE = 1000  # rows a listing prints unless --limit says otherwise
+
+
+def page_options(function: F) -> F:
+    """``--limit N`` and ``--after ID`` for a listing that goes by id, oldest first."""
+    function = click.option("--after", "after_id", type=click.IntRange(min=0), default=0, metavar="ID",
+                            help="only rows with an id above ID (the next page)")(function)
+    return click.option("--limit", type=click.IntRange(min=1), default=PAGE, metavar="N",
+                        help=f"at most N rows (default {PAGE})")(function)
+
+
+def emit_more(more: int, last_id: int, as_json: bool) -> None:
+    """Say on stderr how many rows a page left out and how to ask for them; a listing is never cut silently."""
+    if not more:
+        return
+    if as_json:
+        click.echo(json.dumps({"more": more, "after": last_id}), err=True)
+    else:
+        click.echo(f"reefknot: {more} more; the next page: --after {last_id}", err=True)
 
 
 @click.group()

@@ -14,7 +14,9 @@ from gateway.cli.base import (
     Exit,
     cli,
     emit,
+    emit_more,
     guarded,
+    page_options,
     pass_context,
 )
 from gateway.clock import utcnow
@@ -124,12 +126,16 @@ def calendar_export(context: Context, address: str, uid: str | None) -> None:
 @cli.command("inbox")
 @click.argument("address")
 @click.option("--json", "as_json", is_flag=True)
+@page_options
 @pass_context
 @guarded
-def inbox_list(context: Context, address: str, as_json: bool) -> None:
-    """Scheduling messages recorded for a principal: method, UID, outcome, reason."""
+def inbox_list(context: Context, address: str, as_json: bool, limit: int, after_id: int) -> None:
+    """Scheduling messages recorded for a principal, oldest first: method, UID, outcome, reason."""
     with context.database().transaction() as session:
-        entries = inbox.list_entries(session, context.principal(session, address).id)
+        principal_id = context.principal(session, address).id
+        entries = inbox.list_entries(session, principal_id, limit, after_id=after_id)
+        last_id = entries[-1].id if entries else after_id
+        more = inbox.count_entries(session, principal_id, after_id=last_id) if len(entries) == limit else 0
         rows = [
             {
                 "id": e.id, "received_at": e.received_at.isoformat(), "method": e.method, "uid": e.uid,
@@ -139,6 +145,7 @@ def inbox_list(context: Context, address: str, as_json: bool) -> None:
             for e in entries
         ]
     emit(rows, as_json, ["id", "received_at", "method", "uid", "sender", "outcome", "reason"])
+    emit_more(more, last_id, as_json)
 
 
 @cli.group()

@@ -20,7 +20,9 @@ from gateway.cli.base import (
     Exit,
     cli,
     emit,
+    emit_more,
     guarded,
+    page_options,
     pass_context,
 )
 from gateway.clock import utcnow
@@ -208,28 +210,33 @@ def _send_line(result: outbound.SendResult) -> str:
 
 @cli.group("quarantine", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
+@page_options
 @click.pass_context
-def quarantine_group(ctx: click.Context, as_json: bool) -> None:
-    """Messages held with a reason (list; release, drop)."""
+def quarantine_group(ctx: click.Context, as_json: bool, limit: int, after_id: int) -> None:
+    """Messages held with a reason, oldest first (list; release, drop)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(quarantine_list, as_json=as_json)
+        ctx.invoke(quarantine_list, as_json=as_json, limit=limit, after_id=after_id)
 
 
 @pass_context
 @guarded
-def quarantine_list(context: Context, as_json: bool) -> None:
+def quarantine_list(context: Context, as_json: bool, limit: int, after_id: int) -> None:
     with context.database().transaction() as session:
+        held = intake.list_in_state(session, IntakeState.HELD, limit, after_id=after_id)
+        last_id = held[-1].id if held else after_id
+        more = intake.count_in_state(session, IntakeState.HELD, after_id=last_id) if len(held) == limit else 0
         rows = [
             {
                 "id": m.id, "received_at": m.received_at.isoformat(), "source": m.source,
                 "sender": m.envelope_sender, "recipients": list(m.recipients), "message_id": m.message_id,
                 "reason": m.reason, "detail": m.detail,
             }
-            for m in intake.list_in_state(session, IntakeState.HELD)
+            for m in held
         ]
     if not as_json:
-        rows = [{**r, "recipients": ", ".join(r["recipients"])} for r in rows]
+        rows = [{**r, "recipients": ", ".join(m.recipients)} for r, m in zip(rows, held)]
     emit(rows, as_json, ["id", "received_at", "sender", "recipients", "reason", "detail"])
+    emit_more(more, last_id, as_json)
 
 
 @quarantine_group.command("release")

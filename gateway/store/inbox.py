@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.core.model import Outcome
@@ -48,10 +48,18 @@ def record(session: Session, entry: InboxRecord, now: datetime) -> None:
     )
 
 
-def list_entries(session: Session, principal_id: int, limit: int = 1000) -> list[InboxEntry]:
-    """The principal's inbox, oldest first."""
-    query = select(InboxEntry).where(InboxEntry.principal_id == principal_id).order_by(InboxEntry.id).limit(limit)
-    return list(session.scalars(query))
+def list_entries(session: Session, principal_id: int, limit: int = 1000, *, after_id: int = 0) -> list[InboxEntry]:
+    """The principal's inbox, oldest first: up to ``limit`` lines with an id above ``after_id``."""
+    query = select(InboxEntry).where(InboxEntry.principal_id == principal_id, InboxEntry.id > after_id)
+    return list(session.scalars(query.order_by(InboxEntry.id).limit(limit)))
+
+
+def count_entries(session: Session, principal_id: int, *, after_id: int = 0) -> int:
+    """How many lines of the principal's inbox have an id above ``after_id``."""
+    query = select(func.count()).select_from(InboxEntry).where(
+        InboxEntry.principal_id == principal_id, InboxEntry.id > after_id
+    )
+    return session.scalar(query) or 0
 
 
 def held_for(session: Session, intake_id: int) -> list[InboxEntry]:

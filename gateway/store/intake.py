@@ -123,10 +123,18 @@ def requeue(session: Session, intake_id: int) -> None:
     session.execute(_UPDATE, {"row_id": intake_id, "state": IntakeState.QUEUED.value, "attempts": 0})
 
 
-def list_in_state(session: Session, state: IntakeState, limit: int = 1000) -> list[IntakeMessage]:
-    """Messages in one state, oldest first."""
-    query = select(IntakeMessage).where(IntakeMessage.state == state.value).order_by(IntakeMessage.id).limit(limit)
-    return list(session.scalars(query))
+def list_in_state(session: Session, state: IntakeState, limit: int = 1000, *, after_id: int = 0) -> list[IntakeMessage]:
+    """Messages in one state, oldest first: up to ``limit`` with an id above ``after_id``."""
+    query = select(IntakeMessage).where(IntakeMessage.state == state.value, IntakeMessage.id > after_id)
+    return list(session.scalars(query.order_by(IntakeMessage.id).limit(limit)))
+
+
+def count_in_state(session: Session, state: IntakeState, *, after_id: int = 0) -> int:
+    """How many messages in one state have an id above ``after_id``."""
+    query = select(func.count()).select_from(IntakeMessage).where(
+        IntakeMessage.state == state.value, IntakeMessage.id > after_id
+    )
+    return session.scalar(query) or 0
 
 
 def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[int]:
