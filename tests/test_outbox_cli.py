@@ -15,7 +15,7 @@ from gateway.core.ical import components_of, find_attendee, parse_calendar
 from gateway.mailauth import DkimSigner
 from gateway.service import outbound
 from tests.cli import Reefknot, write_event
-from tests.servers import LOOPBACK, free_port
+from tests.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink
 from tests.sink import Sink, smtp_peer
 from tests.test_mailauth import _pem, dns_for
 from tests.test_sender import compose
@@ -158,3 +158,30 @@ def test_flush_is_a_temporary_failure_while_the_database_is_unavailable(
     monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
     run = configure(tmp_path, f"postgresql+psycopg://postgres@{LOOPBACK}:{free_port()}/reefknot", peer.port, capsys)
     run("outbox", "flush", expect=75)
+
+
+def test_flush_against_postfix_smtp_sink_shows_a_refusing_relay_as_deferred_then_delivers(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    try:
+        refusing = smtp_sink(soft_reject=["rcpt"])
+        sink = refusing.__enter__()
+    except ServerUnavailable as error:
+        pytest.skip(str(error))
+    try:
+        run = configure(tmp_path, database_url, sink.port, capsys)
+        run("users", "add", "alice@foo.example")
+        run("event", "put", "--as", "alice@foo.example", str(write_event(tmp_path, "u1", CAROL)))
+        for _ in range(2):  # due, then in backoff: tried both times
+            (line,) = run.json_lines("outbox", "flush")
+            assert (line["recipient"], line["result"]) == (CAROL, "deferred") and line["detail"].startswith("4")
+        assert states(run)[CAROL][1:] == ("queued", 1)
+    finally:
+        refusing.__exit__(None, None, None)
+    with smtp_sink() as accepting:
+        configure(tmp_path, database_url, accepting.port, capsys)
+        (line,) = run.json_lines("outbox", "flush")
+        assert line["result"] == "sent"
+        (mail,) = accepting.wait_for_messages(1)
+    assert mail.rcpt_to == (CAROL,)
