@@ -15,26 +15,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from publicsuffixlist import PublicSuffixList
+
 from gateway.core.addresses import domain_of, normalize_address
 from gateway.core.authresults import MethodResult, dkim_domain, domain_in, passing
 from gateway.core.patterns import Glob
 
-# Two-label public suffixes under which each registration is its own organization.
-# A short list, not the Public Suffix List: a domain under a suffix missing here is
-# grouped with its siblings (a.github.io aligns with b.github.io).
-TWO_LABEL_SUFFIXES = frozenset({
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "ltd.uk", "plc.uk", "me.uk", "net.uk", "sch.uk", "nhs.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
-    "co.za", "org.za", "ac.za", "gov.za",
-    "com.br", "net.br", "org.br", "gov.br",
-    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn",
-    "com.mx", "com.ar", "com.tr", "com.tw", "com.hk", "com.sg", "com.my", "com.ph", "com.vn",
-    "co.in", "net.in", "org.in", "ac.in", "gov.in",
-    "co.kr", "or.kr", "ac.kr", "co.il", "ac.il", "co.id", "co.th", "ac.th",
-    "co.at", "or.at", "com.pl", "com.ua", "com.es", "com.pt", "com.gr", "com.ru",
-})
+# The Public Suffix List as the publicsuffixlist package ships it, read once at import from
+# its own data file (no network, no update at run time). Its private section counts: each
+# registration under github.io or eu.org is an organization of its own. A name under a
+# suffix the list does not know (foo.example) is treated as under a one-label suffix.
+_PSL = PublicSuffixList()
 
 
 class Role(StrEnum):
@@ -128,10 +119,9 @@ class Relay:
 
 
 def organizational_domain(domain: str) -> str:
-    """The last two labels, or three under a two-label public suffix (``bar.co.uk``)."""
-    labels = domain.lower().rstrip(".").split(".")
-    keep = 3 if ".".join(labels[-2:]) in TWO_LABEL_SUFFIXES else 2
-    return ".".join(labels[-keep:])
+    """The registered domain under its public suffix (``bar.co.uk``, ``bigcorp.com.sa``); a suffix is its own."""
+    name = domain.lower().rstrip(".")
+    return _PSL.privatesuffix(name) or name
 
 
 def aligned(domain: str, other: str) -> bool:
