@@ -109,13 +109,62 @@ def test_a_field_with_nothing_in_it_is_none(value: str) -> None:
 
 
 def test_only_fields_of_our_own_servers_are_trusted() -> None:
-    forged = "mx.foo.example.evil.example; dkim=pass header.d=victim.example"
-    values = [forged, OPENDKIM, OPENDMARC, POLICYD_SPF, GMAIL, MICROSOFT_365]
+    values = [OPENDKIM, OPENDMARC, POLICYD_SPF, GMAIL, MICROSOFT_365]
     found = trusted_results(values, frozenset({"Mail.Foo.Example"}))
     assert [(r.authserv_id, r.method) for r in found] == [
         ("mail.foo.example", "dkim"), ("mail.foo.example", "dmarc"), ("mail.foo.example", "spf"),
     ]
     assert trusted_results(values, frozenset()) == []
+    forged_on_top = ["mx.foo.example.evil.example; dkim=pass header.d=victim.example", *values]
+    assert trusted_results(forged_on_top, frozenset({"mail.foo.example"})) == []
+
+
+OURS = "mx.foo.example"
+OUR_NONE = "mx.foo.example; dkim=none; spf=pass smtp.mailfrom=eve@evil.example"
+FORGED = "mx.foo.example; dkim=pass header.d=bar.example; dmarc=pass header.from=bar.example"
+OUR_RECEIVED = "from mail.evil.example (mail.evil.example [192.0.2.66]) by mx.foo.example (Postfix)"
+OUTSIDE_RECEIVED = "from laptop (unknown [198.51.100.7]) by mail.evil.example (Postfix)"
+DOVECOT_RECEIVED = "from mx.foo.example by imap.foo.example with LMTP"
+
+
+def ar(value: str) -> tuple[str, str]:
+    return ("Authentication-Results", value)
+
+
+def rcvd(value: str) -> tuple[str, str]:
+    return ("Received", value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param([rcvd(OUR_RECEIVED), ar(OUR_NONE), ar(FORGED)], [("dkim", "none"), ("spf", "pass"),
+                     ("dmarc", "pass")], id="forged-dkim-pass-below-our-dkim-none-is-not-counted"),
+        pytest.param([rcvd(OUR_RECEIVED), ar(OUR_NONE), rcvd(OUTSIDE_RECEIVED), ar(FORGED)],
+                     [("dkim", "none"), ("spf", "pass")], id="a-received-ends-the-block"),
+        pytest.param([ar(OUR_NONE), rcvd(OUR_RECEIVED), ar(FORGED)], [("dkim", "none"), ("spf", "pass")],
+                     id="our-field-above-our-received"),
+        pytest.param([rcvd(OUR_RECEIVED), ar("mx.foo.example; spf=pass smtp.mailfrom=carol@bar.example"),
+                      ar("mx.foo.example; dkim=pass header.d=bar.example")],
+                     [("spf", "pass"), ("dkim", "pass")], id="one-field-per-milter-is-one-block"),
+        pytest.param([rcvd(DOVECOT_RECEIVED), rcvd(OUR_RECEIVED), ar(OUR_NONE)], [("dkim", "none"), ("spf", "pass")],
+                     id="our-own-later-hops-above-are-passed-over"),
+        pytest.param([rcvd(OUR_RECEIVED), ar("mx.other.example; dkim=pass header.d=bar.example"), ar(FORGED)], [],
+                     id="topmost-field-not-ours-trusts-nothing"),
+        pytest.param([rcvd(OUR_RECEIVED), ar(OUR_NONE), ar("mx.other.example; spf=pass"), ar(FORGED)],
+                     [("dkim", "none"), ("spf", "pass")], id="another-authserv-id-ends-the-block"),
+        pytest.param([rcvd(OUR_RECEIVED), ar(MICROSOFT_365), ar(FORGED)], [], id="a-field-without-id-ends-the-block"),
+        pytest.param([rcvd(OUR_RECEIVED), rcvd(OUTSIDE_RECEIVED), ar(FORGED)],
+                     [("dkim", "pass"), ("dmarc", "pass")], id="no-field-of-ours-cannot-be-told-apart"),
+        pytest.param([ar("mx.foo.example; dkim=pass header.d=bar.example; dkim=fail header.d=baz.example"),
+                      ar("mx.foo.example; dkim=pass header.d=evil.example")],
+                     [("dkim", "pass"), ("dkim", "fail")], id="every-signature-of-the-topmost-dkim-field"),
+    ],
+)
+def test_only_the_topmost_block_of_our_fields_counts_each_method_once(
+    fields: list[tuple[str, str]], expected: list[tuple[str, str]]
+) -> None:
+    assert [(r.method, r.result) for r in trusted_results(fields, frozenset({OURS}))] == expected
 
 
 def test_a_field_without_authserv_id_is_never_trusted() -> None:

@@ -2,16 +2,21 @@
 
 Only a field whose authserv-id names one of our own servers says anything: anyone can
 write the field into a message, and RFC 8601 §5 asks the border MTA to remove copies
-that claim its own authserv-id. Parsing is lenient: comments (which may hold ``;`` and
-``=``), quoted values, folding, ``none``, and Microsoft 365's field without an
-authserv-id (read with an empty authserv-id, which is never trusted).
+that claim its own authserv-id. Because an MTA that does not may pass a forged copy
+on, only the fields our MTA wrote last count (``trusted_results``). Parsing is lenient:
+comments (which may hold ``;`` and ``=``), quoted values, folding, ``none``, and
+Microsoft 365's field without an authserv-id (read with an empty authserv-id, which is
+never trusted).
 """
-
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+AUTHENTICATION_RESULTS = "authentication-results"
+RECEIVED = "received"
+TraceField = tuple[str, str]  # (field name, raw value) of a Received or Authentication-Results field
 
 _FOLDING = re.compile(r"\r?\n[ \t]*|\r")
 _METHODSPEC = re.compile(
@@ -71,15 +76,50 @@ def parse_authentication_results(value: str) -> AuthenticationResults | None:
     return AuthenticationResults(authserv_id, results)
 
 
-def trusted_results(header_values: list[str], authserv_ids: frozenset[str]) -> list[MethodResult]:
-    """The results of the fields written by one of our own servers (authserv-id compared case-insensitively)."""
+def trusted_results(fields: Iterable[str | TraceField], authserv_ids: frozenset[str]) -> list[MethodResult]:
+    """The results our own MTA wrote on arrival: the topmost block of trusted fields, each method once.
+
+    ``fields`` are the message's Received and Authentication-Results fields, top first
+    (a plain string is an Authentication-Results value). The rule, read from the top:
+
+    - Received fields above the first Authentication-Results field are our own later
+      hops (a Dovecot LMTP delivery, a content filter's reinjection) and are passed over.
+    - The trusted block is the run of Authentication-Results fields from the first one
+      on that carry one of ``authserv_ids`` (compared case-insensitively). It ends at
+      the first field with any other authserv-id, or none, and at the first Received
+      field below it: whatever lies further down was written before the message reached
+      our MTA, whatever authserv-id it claims. When the topmost field is not ours,
+      nothing is trusted.
+    - Within the block a method's results come from the topmost field that reports the
+      method: a ``dkim=none`` of ours is not outvoted by a ``dkim=pass`` lower down, and
+      no pass is ever put together from several fields.
+    """
     trusted = {i.strip().lower() for i in authserv_ids if i.strip()}
     found: list[MethodResult] = []
-    for value in header_values:
-        parsed = parse_authentication_results(value)
-        if parsed is not None and parsed.authserv_id and parsed.authserv_id in trusted:
-            found.extend(parsed.results)
+    reported: set[str] = set()
+    for field in _trusted_block(fields, trusted):
+        methods = {r.method for r in field.results}
+        found.extend(r for r in field.results if r.method not in reported)
+        reported |= methods
     return found
+
+
+def _trusted_block(fields: Iterable[str | TraceField], trusted: set[str]) -> Iterator[AuthenticationResults]:
+    started = False
+    for field in fields:
+        name, value = (AUTHENTICATION_RESULTS, field) if isinstance(field, str) else field
+        name = name.strip().lower()
+        if name == RECEIVED:
+            if started:
+                return
+            continue
+        if name != AUTHENTICATION_RESULTS:
+            continue
+        started = True
+        parsed = parse_authentication_results(value)
+        if parsed is None or not parsed.authserv_id or parsed.authserv_id not in trusted:
+            return
+        yield parsed
 
 
 def dkim_domain(result: MethodResult) -> str | None:

@@ -66,6 +66,7 @@ NOT_A_MAIL = "not-a-mail-message"
 CALENDAR_TYPES = frozenset({"text/calendar", "application/ics", "text/x-vcalendar"})
 CALENDAR_SUFFIXES = (".ics", ".ical", ".ifb")
 TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+TRACE_FIELDS = frozenset({"received", "authentication-results"})  # kept in order: it says which A-R fields count
 
 _ICAL_FOLD = re.compile(r"\r\n[ \t]")
 _METHOD_PARAM = re.compile(r"(?:^|;)\s*method\s*=\s*[\"']?\s*([A-Za-z0-9-]+)", re.IGNORECASE)
@@ -121,7 +122,7 @@ class ParsedMail:
     tnef: bool
     text_body: str | None
     defects: tuple[str, ...]
-    authentication_results: tuple[str, ...] = ()  # raw header values, trusted or not (the trust rules decide)
+    trace_fields: tuple[tuple[str, str], ...] = ()  # Received and Authentication-Results, top first (trust decides)
     dkim_signed: bool = False
 
     @property
@@ -166,7 +167,7 @@ def parse_mail(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> Par
         tnef=any(_is_tnef(node) for node in nodes),
         text_body=_text_body(nodes, defects),
         defects=tuple(defects),
-        authentication_results=tuple(str(v) for v in root.get_all("Authentication-Results", [])),
+        trace_fields=tuple((k, str(v)) for k, v in root.raw_items() if k.lower() in TRACE_FIELDS),
         dkim_signed="DKIM-Signature" in root,
     )
 

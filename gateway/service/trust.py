@@ -203,7 +203,7 @@ class Judge:
         return gather_evidence(
             from_address=self.mail.from_address, envelope_sender=self.envelope_sender or None,
             sender_header=self.mail.sender_header,
-            results=trusted_results(list(self.mail.authentication_results), self.trust.authserv_ids),
+            results=trusted_results(self.mail.trace_fields, self.trust.authserv_ids),
             verified_dkim_domains=verified,
             token_attendee=token.address if token else None, token_uid=token.uid if token else None,
         )
