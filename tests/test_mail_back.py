@@ -199,14 +199,67 @@ def test_a_delay_warning_changes_nothing(run: Reefknot, peer: Sink, tmp_path: Pa
     assert row["state"] == "sent"
 
 
-def test_a_bounce_to_the_organizers_own_address_is_matched_by_the_message_id_it_returns(
+def test_an_unauthenticated_bounce_to_the_organizers_own_address_is_recorded_and_changes_nothing(
     run: Reefknot, peer: Sink, tmp_path: Path
 ) -> None:
     sent = invite(run, peer, tmp_path, "u-msgid", DAVE)
-    ingest(run, tmp_path, _dsn(sent[DAVE], DAVE, "failed", "5.2.2", "mailbox full"), ALICE, "")
+    output = ingest(run, tmp_path, _dsn(sent[DAVE], DAVE, "failed", "5.2.2", "mailbox full"), ALICE, "")
+    assert "(unauthenticated-bounce)" in output
     (row,) = run.json_lines("outbox")
-    assert row["state"] == "failed"
-    assert last_inbox_line(run)["outcome"] == "bounced"
+    assert row["state"] == "sent"
+    assert "SCHEDULE-STATUS=5.1" not in run("calendar", "export", ALICE, "--uid", "u-msgid").replace("\r\n ", "")
+    line = last_inbox_line(run)
+    assert (line["method"], line["outcome"], line["reason"]) == ("REQUEST", "recorded", "unauthenticated-bounce")
+    assert DAVE in str(line["detail"]) and "the delivery stays sent" in str(line["detail"])
+
+
+OUR_MTA = "mx.foo.example"
+
+
+@pytest.fixture
+def trusting_run(database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]) -> Reefknot:
+    """As ``run``, under the default policy, believing the Authentication-Results of our MTA."""
+    policy = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+    config = tmp_path / "reefknot.toml"
+    config.write_text(
+        f'[database]\nurl = "{database_url}"\n\n'
+        f'[outbound]\nsmarthost = "{LOOPBACK}:{peer.port}"\nreply_domain = "{REPLY_DOMAIN}"\n\n'
+        f'[policy]\nfiles = ["{policy}"]\n\n[trust]\ndns = false\nauthserv_ids = ["{OUR_MTA}"]\n'
+    )
+    reefknot = Reefknot(config, capsys)
+    reefknot("users", "add", ALICE, "--name", "Alice")
+    return reefknot
+
+
+@pytest.mark.parametrize(
+    ("reporter", "signer", "state", "outcome", "reason"),
+    [
+        pytest.param("MAILER-DAEMON@mx.baz.example", "baz.example", "failed", "bounced", "delivery-failed",
+                     id="the-attendees-mail-system"),
+        pytest.param("MAILER-DAEMON@mx.foo.example", "foo.example", "failed", "bounced", "delivery-failed",
+                     id="our-own-mail-system"),
+        pytest.param("MAILER-DAEMON@mx.evil.example", "evil.example", "sent", "recorded", "unauthenticated-bounce",
+                     id="authenticated-but-for-neither"),
+        pytest.param("MAILER-DAEMON@mx.baz.example", "", "sent", "recorded", "unauthenticated-bounce",
+                     id="claims-the-attendees-domain-unsigned"),
+    ],
+)
+def test_a_bounce_to_the_organizers_own_address_applies_when_its_reporter_is_authenticated_for_the_delivery(
+    trusting_run: Reefknot, peer: Sink, tmp_path: Path, reporter: str, signer: str, state: str, outcome: str,
+    reason: str,
+) -> None:
+    run = trusting_run
+    sent = invite(run, peer, tmp_path, "u-msgid-auth", DAVE)
+    verdict = f"dkim=pass header.d={signer} header.s=mta" if signer else "dkim=none"
+    trace = f"Received: from {reporter.split('@')[1]} by {OUR_MTA}\r\nAuthentication-Results: {OUR_MTA}; {verdict}\r\n"
+    bounce = _dsn(sent[DAVE], DAVE, "failed", "5.2.2", "mailbox full", reporter=reporter, trace=trace)
+    assert f"({reason})" in ingest(run, tmp_path, bounce, ALICE, "")
+    (row,) = run.json_lines("outbox")
+    assert row["state"] == state
+    line = last_inbox_line(run)
+    assert (line["outcome"], line["reason"]) == (outcome, reason)
+    assert ("SCHEDULE-STATUS=5.1" in run("calendar", "export", ALICE, "--uid", "u-msgid-auth").replace("\r\n ", "")
+            ) is (state == "failed")
 
 
 def test_a_bounce_naming_nothing_sent_from_here_is_ignored_with_its_reason(
@@ -229,11 +282,12 @@ def _calendar_mail(sender: str, to: str, calendar: str) -> bytes:
     return bytes(message)
 
 
-def _dsn(returned: Received, recipient: str, action: str, status: str, diagnostic: str) -> bytes:
-    """A Postfix-style delivery status notification returning the whole message."""
+def _dsn(returned: Received, recipient: str, action: str, status: str, diagnostic: str, *,
+         reporter: str = "MAILER-DAEMON@mx.foo.example", trace: str = "") -> bytes:
+    """A Postfix-style delivery status notification returning the whole message; ``trace`` goes on top."""
     boundary = "dsn-boundary"
     return (
-        "From: MAILER-DAEMON@mx.foo.example (Mail Delivery System)\r\n"
+        f"{trace}From: {reporter} (Mail Delivery System)\r\n"
         f"To: {returned.mail_from}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
         "Message-ID: <dsn-1@mx.foo.example>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'

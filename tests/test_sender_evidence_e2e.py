@@ -4,12 +4,15 @@ Each message arrives as the operator's MTA (authserv-id ``mx.foo.example``) hand
 on: its Received field and the Authentication-Results it wrote on top, and below them
 whatever the sender put in. A signature of a sibling registration under a public
 suffix, and a forged field claiming our authserv-id, leave the sender unauthenticated:
-the message is held and changes nothing; the honest message after it is applied.
+the message is held and changes nothing; the honest message after it is applied. A
+bounce that names one of our Message-IDs but reaches Alice's own address, unproven, is
+recorded and changes nothing; the same bounce at the delivery's bounce address fails it.
 """
 
 from __future__ import annotations
 
 import smtplib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ import pytest
 from tests.cli import EVENT, Reefknot, reply_from
 from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
 from tests.servers import LOOPBACK
+from tests.sink import Received, Sink, smtp_peer
+from tests.test_mail_back import _dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE, CAROL = "alice@foo.example", "carol@bar.example"
@@ -34,6 +39,7 @@ class Site:
     run: Reefknot
     port: int
     database_url: str
+    peer: Sink
     sent: int = 0
 
     def send(self, sender: str, calendar: str, method: str, trace: str) -> str:
@@ -58,16 +64,19 @@ class Site:
 def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Site]:
     database_url = f"sqlite:///{tmp_path / 'reefknot.db'}"
     policies = [str(ROOT / "policies" / "default.toml")]
-    extra = f'[policy]\nfiles = {policies!r}\n\n[trust]\ndns = false\nauthserv_ids = ["{OURS}"]\n'.replace("'", '"')
-    config, port, _ = write_config(tmp_path, database_url, extra=extra)
-    run = Reefknot(config, capsys)
-    run("users", "add", ALICE, "--name", "Alice")
-    daemon = ServeProcess(config, tmp_path / "serve.log")
-    daemon.start()
-    try:
-        yield Site(run, port, database_url)
-    finally:
-        daemon.close()
+    with smtp_peer() as peer:
+        extra = (f'[policy]\nfiles = {policies!r}\n\n[trust]\ndns = false\nauthserv_ids = ["{OURS}"]\n\n'
+                 f'[outbound]\nsmarthost = "{LOOPBACK}:{peer.port}"\nreply_domain = "foo.example"\n'
+                 "poll_interval = 0.2\n").replace("'", '"')
+        config, port, _ = write_config(tmp_path, database_url, extra=extra)
+        run = Reefknot(config, capsys)
+        run("users", "add", ALICE, "--name", "Alice")
+        daemon = ServeProcess(config, tmp_path / "serve.log")
+        daemon.start()
+        try:
+            yield Site(run, port, database_url, peer)
+        finally:
+            daemon.close()
 
 
 def invitation(uid: str, organizer: str, method: str, sequence: int = 0) -> str:
@@ -127,3 +136,35 @@ def test_a_forged_field_with_our_authserv_id_does_not_authenticate(site: Site, t
     honest = reply_from("u-ar", CAROL, "ACCEPTED", stamp="20260603T080000Z")
     assert site.send(CAROL, honest, "REPLY", our_received("mail.bar.example") + signed_by("bar.example")) == "done"
     assert site.run.partstat(ALICE, "u-ar", CAROL) == "ACCEPTED"
+
+
+def test_a_bounce_to_alices_own_address_naming_our_message_id_changes_nothing(site: Site, tmp_path: Path) -> None:
+    path = tmp_path / "u-bounce.ics"
+    path.write_text(EVENT.format(uid="u-bounce", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{CAROL}").replace("2026", "2027"))
+    site.run("event", "put", "--as", ALICE, str(path))
+    invitation_sent = delivered(site)
+    forged = _dsn(invitation_sent, CAROL, "failed", "5.1.1", "550 5.1.1 User unknown",
+                  reporter="MAILER-DAEMON@mail.evil.example", trace=our_received("mail.evil.example"))
+    hand_over(site, "", ALICE, forged)
+    wait_until_processed(site.database_url, ["<dsn-1@mx.foo.example>"])
+    assert site.run.json_lines("outbox")[0]["state"] == "sent"
+    assert (site.last()["outcome"], site.last()["reason"]) == ("recorded", "unauthenticated-bounce")
+
+    real = _dsn(invitation_sent, CAROL, "failed", "5.1.1", "550 5.1.1 User unknown").replace(b"dsn-1@", b"dsn-2@")
+    hand_over(site, "", invitation_sent.mail_from, real)
+    wait_until_processed(site.database_url, ["<dsn-2@mx.foo.example>"])
+    assert site.run.json_lines("outbox")[0]["state"] == "failed"
+    assert (site.last()["outcome"], site.last()["reason"]) == ("bounced", "delivery-failed")
+
+
+def delivered(site: Site, timeout: float = 20.0) -> Received:
+    deadline = time.monotonic() + timeout
+    while not site.peer.received:
+        assert time.monotonic() < deadline, "the invitation was not sent"
+        time.sleep(0.05)
+    return site.peer.received[0]
+
+
+def hand_over(site: Site, sender: str, recipient: str, raw: bytes) -> None:
+    with smtplib.SMTP(LOOPBACK, site.port, timeout=30) as client:
+        client.sendmail(sender, [recipient], crlf(raw))

@@ -72,7 +72,7 @@ def process_message(
 def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge, now: datetime) -> Verdict:
     routes = routing.routes_for(session, row.recipients, now)
     if mail.bounce is not None:
-        reason = record_bounce(session, routes, mail.bounce, _sender(row, mail), row.id, now)
+        reason = record_bounce(session, routes, mail.bounce, _sender(row, mail), row.id, now, judge)
         return Verdict(IntakeState.DONE if reason == "delivery-failed" else IntakeState.IGNORED, reason)
     if not mail.calendar_parts:
         return _without_calendar(session, row, mail, routes, now)

@@ -22,7 +22,7 @@ from gateway.core.addresses import domain_of
 from gateway.core.authority import Authority, authorize_itip
 from gateway.core.authresults import trusted_results
 from gateway.core.booking import BookingRules
-from gateway.core.evidence import Relay, SenderEvidence, gather_evidence
+from gateway.core.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
 from gateway.core.ical import (
     attendee_properties,
     components_of,
@@ -198,8 +198,14 @@ class Judge:
                       route.principal.kind, sender_local=local)
         return self.trust.policy.private_handling(facts, classification_of(message.calendar))
 
-    def _evidence(self, route: Route, verified: frozenset[str]) -> SenderEvidence:
-        token = route.token if route.token is not None and not route.token.expired else None
+    def authenticated_addresses(self) -> frozenset[str]:
+        """The mail's addresses that are authenticated, our own DKIM check included (who reported a bounce)."""
+        verified = self._dkim_domains() if self.mail.dkim_signed else frozenset()
+        found = authenticated_identities(self._evidence(None, verified), self.trust.relays)
+        return frozenset(v.address for v in found)
+
+    def _evidence(self, route: Route | None, verified: frozenset[str]) -> SenderEvidence:
+        token = route.token if route is not None and route.token is not None and not route.token.expired else None
         return gather_evidence(
             from_address=self.mail.from_address, envelope_sender=self.envelope_sender or None,
             sender_header=self.mail.sender_header,
