@@ -184,7 +184,8 @@ class OutboundOptions:
 
     ``starttls``: require STARTTLS, the certificate checked against ``ca_file`` (else the
     system's CAs); without it the connection stays in clear text. ``username`` with
-    ``password_file``: AUTH after STARTTLS. A message refused with 4xx (or not handed over
+    ``password_file``: AUTH after STARTTLS; without STARTTLS only to a smarthost on this
+    machine (``check_smarthost_auth``). A message refused with 4xx (or not handed over
     at all) is tried again after ``retry_min``, then after twice as long each time up to
     ``retry_max``, until it is ``lifetime`` old (Postfix: 5 min to ~1 h, 5 days).
     """
@@ -216,7 +217,31 @@ class OutboundOptions:
             raise ConfigError(f"{setting}: retry_min must not exceed retry_max")
         if bool(options.username) != bool(options.password_file):
             raise ConfigError(f"{setting}: username and password_file go together")
+        if "smarthost" in section:
+            check_smarthost_auth(Listener.parse(str(section["smarthost"]), f"{setting} smarthost"), options, setting)
         return options
+
+
+def check_smarthost_auth(smarthost: Listener, options: OutboundOptions, setting: str = "[outbound]") -> None:
+    """ConfigError when AUTH would send the password in clear text over a network.
+
+    A unix socket and a loopback address never leave this machine; anything else may be
+    read on the way, so the password goes only inside STARTTLS.
+    """
+    if options.username and not options.starttls and not _on_this_machine(smarthost):
+        raise ConfigError(
+            f"{setting} username: AUTH to smarthost {smarthost} would send the password in clear text;"
+            " set starttls = true, or relay through a loopback address or a unix socket"
+        )
+
+
+def _on_this_machine(where: Listener) -> bool:
+    if where.path or where.host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(where.host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 @dataclass(frozen=True)

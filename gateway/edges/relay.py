@@ -1,5 +1,8 @@
 """One SMTP session to the smarthost (RFC 5321): STARTTLS and AUTH when configured, one recipient a transaction.
 
+AUTH goes only inside STARTTLS, or to a smarthost on this machine (loopback, a unix
+socket): a Relay that would send the password in clear text refuses to exist.
+
 Every ``send`` ends as a ``gateway.core.retry.Attempt``: 2xx delivered; 4xx, a dropped
 connection or a timeout deferred; 5xx to the transaction refused, and RCPT TO refused
 with an RFC 3463 ``5.1.x`` code a bad address. When the smarthost cannot be reached or
@@ -20,7 +23,7 @@ from typing import Any
 
 import aiosmtplib
 
-from gateway.config import ConfigError, Listener, OutboundOptions
+from gateway.config import ConfigError, Listener, OutboundOptions, check_smarthost_auth
 from gateway.core.retry import Attempt, AttemptResult
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class Relay:
     """A session with the smarthost; ``async with`` closes it."""
 
     def __init__(self, smarthost: Listener, options: OutboundOptions, password: str | None) -> None:
+        check_smarthost_auth(smarthost, options)  # the configuration already refused it; this guards other callers
         self.smarthost = smarthost
         self.options = options
         self.password = password
