@@ -283,10 +283,7 @@ def _log_failure(error: Exception, consequence: str) -> None:
 
 
 def _describe(trust: Trust) -> str:
-    if not trust.verifies_senders:
-        return "no [policy] files: scheduling mail is applied without verifying senders"
-    policy = trust.policy
-    return f"policy of {len(policy.rules)} rules, {len(policy.partners)} partners, {len(trust.relays)} relays"
+    return f"policy: {trust.summary}"
 
 
 def run_daemon(config: Config, config_path: str | None = None) -> int:

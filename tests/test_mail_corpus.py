@@ -2,7 +2,8 @@
 
 The manifest says what each message is (method, UID, bounce, TNEF, noise); this checks
 what Reefknot makes of it: applied for the local recipients exactly once per calendar,
-bounces never applied, TNEF held as unreadable, plain mail and forwards not applied.
+bounces never applied, TNEF held as unreadable, plain mail and forwards not applied (a
+forward whose sender is not the organizer is held by the built-in roles check).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _expected_state(case: dict[str, object]) -> tuple[IntakeState, str | None]:
         return IntakeState.IGNORED, "no-calendar-part"
     if not case["method"]:
         return IntakeState.IGNORED, "not-itip"
+    if "held" in case:
+        return IntakeState.HELD, str(case["held"])
     return IntakeState.DONE, None
 
 
@@ -64,6 +67,10 @@ def test_fixture_ends_where_its_manifest_says(corpus_db: Database, name: str) ->
         # recorded for each recipient, so the owner sees what arrived, but nothing applied
         outcome = "unreadable" if reason == "tnef-invitation" else "ignored"
         assert {(line.outcome, line.reason) for line in lines} == {(outcome, reason)}
+    elif "held" in case:
+        # held for each recipient with the authority's reason, nothing applied
+        assert len(lines) == len(LOCAL) and {line.outcome for line in lines} == {"held"}
+        assert {line.reason for line in lines} == {"not-organizer"}
     else:
         assert lines == []
 

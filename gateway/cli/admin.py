@@ -36,13 +36,7 @@ def check_config(context: Context) -> None:
     config = context.config
     click.echo(f"configuration: {config.source}")
     click.echo(f"database: {config.database_url}")
-    trust = context.trust()
-    if not trust.verifies_senders:
-        click.echo("policy: none ([policy] files): scheduling mail is applied without verifying senders")
-        return
-    policy = trust.policy
-    click.echo(f"policy: {len(policy.rules)} rules, {len(policy.partners)} partners, {len(policy.rooms)} room sections, "
-               f"{len(trust.relays)} calendar relays; default {policy.default.action.value}")
+    click.echo(f"policy: {context.trust().summary}")
 
 
 @cli.command("demo")

@@ -51,6 +51,8 @@ NOT_ALLOWED_TO_BOOK = "not-allowed-to-book"
 BOOKING_TOO_LONG = "booking-too-long"
 BOOKING_TOO_FAR_AHEAD = "booking-too-far-ahead"
 BOOKING_TIMES_UNKNOWN = "booking-times-unknown"
+BUILTIN_ROLES = "builtin-roles"      # the built-in rule: a sender that does not play its iTIP role is held
+BUILTIN_DEFAULT = "builtin-default"  # the built-in default: a sender that claims its role is applied
 
 
 class PrivateEvents(StrEnum):
@@ -78,6 +80,9 @@ class Source:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+
+BUILT_IN = Source("built-in", 0)
 
 
 def _any(patterns: tuple[Glob, ...], value: str) -> bool:
@@ -316,10 +321,17 @@ class Policy:
     rules: tuple[Rule, ...]
     default: Decision
     partners: tuple[Partner, ...] = ()
-    limits: Limits = Limits(Source("built-in", 0))
+    limits: Limits = Limits(BUILT_IN)
     private_events: PrivateEvents = PrivateEvents.BUSY_ONLY
     freebusy: FreeBusy = FreeBusy()
     rooms: tuple[Room, ...] = ()
+    # The trust outcomes for which Reefknot's own DKIM check (DNS lookups) is worth making.
+    verify_dkim_for: frozenset[Auth] = frozenset({Auth.UNAUTHENTICATED, Auth.REFUSED})
+
+    @property
+    def is_builtin(self) -> bool:
+        """Whether this is the built-in roles check of an installation without policy files."""
+        return self.default.source == BUILT_IN
 
     def decide(self, facts: Facts, now: datetime | None = None) -> Decision:
         """The first matching rule's action, else the default; auto-accept goes through the room rules."""
@@ -398,3 +410,20 @@ class Policy:
         if facts.sender_local or classification.upper() not in PRIVATE_CLASSES:
             return PrivateEvents.KEEP
         return self.private_events
+
+
+def builtin_policy() -> Policy:
+    """The policy of an installation that names no policy files: the RFC 5546 roles, checked against the claimed sender.
+
+    A sender that plays the role its method needs, by its From or Sender (the address,
+    its EMAIL, its SENT-BY, a relay, a reply token), is applied even when nothing proves
+    it, so that a first installation and ``reefknot demo`` work; proof is what policy
+    files are for. A sender that contradicts its role (a REPLY for another attendee, a
+    CANCEL or REQUEST not from the organizer, a changed ORGANIZER) is held for the
+    operator, who may still release it. Only a refusal is worth a DKIM check: a relay
+    may yet speak for the role, while an unproven claim is applied either way.
+    """
+    rule = Rule(BUILTIN_ROLES, Conditions(auth=(Auth.REFUSED,)), Action.HOLD, BUILT_IN,
+                description="hold mail whose sender does not play the iTIP role its method needs")
+    default = Decision(Action.APPLY, BUILTIN_DEFAULT, BUILTIN_DEFAULT, BUILT_IN)
+    return Policy(rules=(rule,), default=default, verify_dkim_for=frozenset({Auth.REFUSED}))

@@ -1,7 +1,8 @@
 """The verify and policy steps of the data flow: who sent a message, and what each local recipient does with it.
 
 ``Trust`` is what a process loaded at start (and again on SIGHUP): the policy, the
-calendar relays, whose Authentication-Results to believe, and a DNS key cache. A
+calendar relays, whose Authentication-Results to believe, and a DNS key cache. With no
+policy files it is the core's built-in roles check with the shipped relays. A
 ``Judge`` looks at one message: its sender evidence is gathered once, and Reefknot's
 own DKIM verification (DNS lookups included) happens only when a decision needs it,
 that is when the trusted headers and the reply token do not already authenticate the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from icalendar import Calendar
 from sqlalchemy.orm import Session
@@ -36,49 +38,44 @@ from gateway.core.mail import ParsedMail
 from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.core.policy import (
     Action,
-    Decision,
     Facts,
     Measures,
     Policy,
     PrivateEvents,
-    Source,
+    builtin_policy,
 )
 from gateway.core.privacy import classification_of
 from gateway.core.recurrence import occurrence_of
 from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
-from gateway.relays import relays_in
+from gateway.relays import load_relays, relays_in
 from gateway.service.routing import Route
 from gateway.store import calendars, directory, intake
 
 log = logging.getLogger(__name__)
-OPEN = Source("built-in", 0)
-NO_POLICY = "no-policy"
 NOTICE_METHODS = frozenset({Method.REQUEST, Method.ADD})  # a rejected invitation can be declined; nothing else can
-
-
-def open_policy() -> Policy:
-    """The policy of an installation that names no policy files: apply whatever the iTIP rules allow.
-
-    For trying Reefknot out; no sender is verified. A real domain names policy files
-    (``policies/default.toml``).
-    """
-    return Policy(rules=(), default=Decision(Action.APPLY, NO_POLICY, NO_POLICY, OPEN))
+# The relays a source checkout ships; without policy files they are the only ones (an install without them has none).
+SHIPPED_RELAYS = Path(__file__).resolve().parents[2] / "policies" / "relays.toml"
 
 
 @dataclass(frozen=True)
 class Trust:
     """The loaded trust settings of one process."""
 
-    policy: Policy = field(default_factory=open_policy)
+    policy: Policy = field(default_factory=builtin_policy)
     relays: tuple[Relay, ...] = ()
     authserv_ids: frozenset[str] = frozenset()
     resolver: KeyResolver | None = None
     dns_timeout: float = 5.0
 
     @property
-    def verifies_senders(self) -> bool:
-        return self.policy.default.rule != NO_POLICY
+    def summary(self) -> str:
+        """Which policy runs, in one line for ``check-config`` and the start log."""
+        policy, relays = self.policy, f"{len(self.relays)} calendar relays"
+        if policy.is_builtin:
+            return f"built-in roles check (no [policy] files): a sender not in its iTIP role is held; {relays}"
+        return (f"{len(policy.rules)} rules, {len(policy.partners)} partners, {len(policy.rooms)} room sections, "
+                f"{relays}; default {policy.default.action.value}")
 
     def room_rules(self, room: str) -> BookingRules:
         """The time rules of the first ``[[room]]`` section naming the room (none: no limits)."""
@@ -88,13 +85,14 @@ class Trust:
 
 def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
     """The trust settings a configuration names; ConfigError (a PolicyError) naming the file, rule and line."""
-    if not config.policy_files:
-        return Trust()
-    policy = load_policy(config.policy_files)
+    if config.policy_files:
+        policy, relays = load_policy(config.policy_files), relays_in(policy_files(config.policy_files))
+    else:
+        policy, relays = builtin_policy(), load_relays(SHIPPED_RELAYS) if SHIPPED_RELAYS.is_file() else ()
     options = config.trust
     return Trust(
         policy=policy,
-        relays=relays_in(policy_files(config.policy_files)),
+        relays=relays,
         authserv_ids=frozenset(options.authserv_ids),
         resolver=(resolver or KeyResolver()) if options.dns else None,
         dns_timeout=options.dns_timeout,
@@ -156,14 +154,12 @@ class Judge:
     def judge(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
               now: datetime) -> Judgement:
         """The policy's action for this message and recipient (a released message is applied)."""
-        if not self.trust.verifies_senders:
-            return Judgement(Action.APPLY, NO_POLICY, NO_POLICY)  # nothing to verify, nothing to decide
-        relays = self.trust.relays
+        relays, policy = self.trust.relays, self.trust.policy
         authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays)
-        if not authority.allowed and self.mail.dkim_signed and self.trust.verifies_senders:
+        if not authority.allowed and self.mail.dkim_signed and authority.auth in policy.verify_dkim_for:
             authority = authorize_itip(message, stored, self._evidence(route, self._dkim_domains()), relays)
         facts = self._facts(session, route, message, stored, authority)
-        decision = self.trust.policy.decide(facts, now)
+        decision = policy.decide(facts, now)
         action = decision.action
         if self.released and action in (Action.HOLD, Action.REJECT):
             action = Action.APPLY
