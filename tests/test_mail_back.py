@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.replyaddress import read_token_address
-from tests.cli import EVENT, Reefknot, reply_from
+from tests.cli import EVENT, Reefknot, imip_mail, reply_from
 from tests.servers import LOOPBACK
 from tests.sink import Received, Sink, smtp_peer
 
@@ -260,6 +260,27 @@ def test_a_bounce_to_the_organizers_own_address_applies_when_its_reporter_is_aut
     assert (line["outcome"], line["reason"]) == (outcome, reason)
     assert ("SCHEDULE-STATUS=5.1" in run("calendar", "export", ALICE, "--uid", "u-msgid-auth").replace("\r\n ", "")
             ) is (state == "failed")
+
+
+def test_a_bounce_address_names_only_its_own_principals_deliveries(run: Reefknot, peer: Sink, tmp_path: Path) -> None:
+    """Carol knows Alice's bounce address; with Bob's outbox id in it, it does not fail Bob's answer to her."""
+    bob = "bob@foo.example"
+    run("users", "add", bob, "--name", "Bob")
+    text = EVENT.format(uid="u-two", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{bob}").replace(
+        "ORGANIZER;CN=Alice:mailto:alice@foo.example", f"ORGANIZER:mailto:{CAROL}").replace(
+        "VERSION:2.0", "VERSION:2.0\nMETHOD:REQUEST").replace("20260710", "20270710")
+    path = imip_mail(tmp_path, "u-two", CAROL, ALICE, text, "REQUEST")
+    run("ingest", "--recipient", ALICE, "--recipient", bob, "--sender", CAROL, str(path))
+    for who in (ALICE, bob):
+        run("event", "reply", "--as", who, "u-two", "--partstat", "TENTATIVE")
+    run("outbox", "flush")
+    sent = {parseaddr(headers(m)["From"])[1]: m for m in peer.received}
+    alices, bobs = read_token_address(sent[ALICE].mail_from), read_token_address(sent[bob].mail_from)
+    assert alices is not None and bobs is not None and alices.token != bobs.token
+    borrowed = f"bounce+{bobs.outbox_id}.{alices.token}@{REPLY_DOMAIN}"
+    bounce = _dsn(sent[bob], CAROL, "failed", "5.1.1", "550 5.1.1 User unknown")
+    assert "(unmatched-delivery-report)" in ingest(run, tmp_path, bounce, borrowed, "")
+    assert {r["sender"]: r["state"] for r in run.json_lines("outbox")} == {ALICE: "sent", bob: "sent"}
 
 
 def test_a_bounce_naming_nothing_sent_from_here_is_ignored_with_its_reason(

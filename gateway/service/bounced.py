@@ -94,7 +94,10 @@ def _delivery_of(session: Session, routes: list[Route], report: BounceReport) ->
             row = outbox.get(session, route.outbox_id)
         except OutboxNotFound:
             continue
-        if (row.uid, row.recipient) == (route.token.uid, route.token.address):
+        # The token names one principal's (event, party); the outbox id must be one of its deliveries, or a
+        # party who saw one bounce address could fail another principal's delivery to it.
+        named = (route.token.uid, route.token.address)
+        if (row.uid, row.recipient) == named and row.sender in route.principal.addresses:
             return _Match(row, route, by_bounce_address=True)
     returned = outbox.find_by_message_id(session, report.original_message_id) if report.original_message_id else None
     if returned is None:
