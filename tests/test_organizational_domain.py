@@ -1,4 +1,4 @@
-"""Relaxed alignment (RFC 7489 §3.2) by the Public Suffix List: a signature of one registration never vouches for another."""
+"""Relaxed alignment (RFC 7489 §3.2) by the Public Suffix List: one registration never vouches for another."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Borrowed sender evidence through ``reefknot serve``'s SMTP listener, behind an MTA whose Authentication-Results it trusts.
+"""Borrowed sender evidence through ``reefknot serve``'s SMTP listener, behind an MTA whose results it trusts.
 
 Each message arrives as the operator's MTA (authserv-id ``mx.foo.example``) hands it
 on: its Received field and the Authentication-Results it wrote on top, and below them
@@ -140,7 +140,8 @@ def test_a_forged_field_with_our_authserv_id_does_not_authenticate(site: Site, t
 
 def test_a_bounce_to_alices_own_address_naming_our_message_id_changes_nothing(site: Site, tmp_path: Path) -> None:
     path = tmp_path / "u-bounce.ics"
-    path.write_text(EVENT.format(uid="u-bounce", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{CAROL}").replace("2026", "2027"))
+    text = EVENT.format(uid="u-bounce", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{CAROL}")
+    path.write_text(text.replace("2026", "2027"))
     site.run("event", "put", "--as", ALICE, str(path))
     invitation_sent = delivered(site)
     forged = _dsn(invitation_sent, CAROL, "failed", "5.1.1", "550 5.1.1 User unknown",

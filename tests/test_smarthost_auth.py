@@ -1,4 +1,4 @@
-"""The smarthost password never crosses a network in clear text: AUTH needs STARTTLS unless the relay is on this machine."""
+"""The smarthost password never crosses a network in clear text: AUTH needs STARTTLS off this machine."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_serve_and_check_config_exit_78_naming_the_setting(tmp_path: Path, comma
     done = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(path), command],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 78, done.stdout + done.stderr
-    assert "[outbound] username: AUTH to smarthost relay.example:587 would send the password in clear text" in done.stderr
+    expected = "[outbound] username: AUTH to smarthost relay.example:587 would send the password in clear text"
+    assert expected in done.stderr
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the peer's point, on loopback
@@ -81,7 +82,8 @@ def test_auth_without_starttls_to_a_loopback_smarthost_delivers(
         run = Reefknot(path, capsys)
         run("users", "add", ALICE, "--name", "Alice")
         event = tmp_path / "u-auth.ics"
-        event.write_text(EVENT.format(uid="u-auth", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{CAROL}").replace("2026", "2027"))
+        text = EVENT.format(uid="u-auth", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{CAROL}")
+        event.write_text(text.replace("2026", "2027"))
         run("event", "put", "--as", ALICE, str(event))
         run("outbox", "flush")
         assert [m.rcpt_to for m in peer.received] == [(CAROL,)]
