@@ -4,9 +4,10 @@ The built-in roles check judges the claimed sender (From or Sender, the role's a
 its EMAIL and SENT-BY, a reply token) against the role the method needs. Each case is
 one message through ``reefknot ingest`` on a configuration that names no policy files:
 a held message changes nothing and names its reason, an applied one changes Alice's
-calendar. Quarantine release applies a held message; ``check-config`` and the start
-log of ``reefknot serve`` say which mode runs; one forgery goes through the real SMTP
-listener.
+calendar. A shipped calendar relay (Google's) still speaks for a shared calendar's
+organizer once its signature verifies. Quarantine release applies a held message;
+``check-config`` and the start log of ``reefknot serve`` say which mode runs; one
+forgery goes through the real SMTP listener.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.config import load_config
+from gateway.mailauth import DkimSigner, KeyResolver
+from gateway.service import receive
+from gateway.service.trust import load_trust
+from gateway.store import directory, inbox
+from gateway.store.db import Database
+from gateway.store.intake import Envelope
 from tests.cli import EVENT, Reefknot, imip_mail
+from tests.conftest import NOW
 from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
 from tests.servers import LOOPBACK
 from tests.sink import Sink, smtp_peer
@@ -204,6 +215,40 @@ def test_serve_says_it_runs_the_roles_check_and_holds_a_forged_reply_from_smtp(
     assert [(e["outcome"], e["reason"]) for e in run.json_lines("inbox", ALICE)] == [
         ("held", "reply-for-another-attendee"), ("applied", "")]
     assert BUILTIN_MODE in (tmp_path / "serve.log").read_text()
+
+
+GOOGLE_SERVER = "calendar-server.bounces.google.com"
+RELAY_CASES = [  # (what the mail is, signed by google.com, envelope sender, inbox outcome and reason)
+    ("from-googles-calendar-server", True, f"invites@{GOOGLE_SERVER}", ("applied", "")),
+    ("unsigned", False, f"invites@{GOOGLE_SERVER}", ("held", "not-organizer")),
+    ("signed-but-not-from-the-calendar-server", True, "kim@gmail.com", ("held", "not-organizer")),
+]
+
+
+@pytest.mark.parametrize(("name", "signed", "envelope", "expected"), RELAY_CASES, ids=[c[0] for c in RELAY_CASES])
+def test_the_shipped_google_relay_speaks_for_a_shared_calendar_organizer(
+    db: Database, tmp_path: Path, name: str, signed: bool, envelope: str, expected: tuple[str, str]
+) -> None:
+    key = tmp_path / "google.key"
+    key.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    signer = DkimSigner("google.com", "cal", key)
+    records = {signer.record_name: signer.dns_record().encode()}
+    config = tmp_path / "reefknot.toml"
+    config.write_text(f'[database]\nurl = "{db.engine.url.render_as_string(hide_password=False)}"\n')
+    trust = load_trust(load_config(str(config)), KeyResolver(lambda record, timeout: records.get(record)))
+    with db.transaction() as session:
+        alice = directory.add_principal(session, ALICE, NOW)
+    team = "team-7@group.calendar.google.com"  # Google mails a shared calendar's event from whoever changed it
+    text = calendar("REQUEST", f"u-{name}", to(team), to(team), to(ALICE))
+    raw = crlf(f"From: kim@gmail.com\nTo: {ALICE}\nSubject: Invitation\nMessage-ID: <{name}@google.com>\n"
+               f'MIME-Version: 1.0\nContent-Type: text/calendar; method=REQUEST; charset="utf-8"\n\n{text}'.encode())
+    raw = signer.sign(raw) if signed else raw
+
+    receive.ingest_message(db, raw, Envelope(envelope, (ALICE,), "ingest"), NOW, trust)
+
+    with db.transaction() as session:
+        assert [(e.outcome, e.reason) for e in inbox.list_entries(session, alice.id)] == [expected]
 
 
 def _send_smtp(port: int, database_url: str, sender: str, number: int, text: str) -> str:
