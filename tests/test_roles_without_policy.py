@@ -37,7 +37,7 @@ from tests.servers import LOOPBACK
 from tests.sink import Sink, smtp_peer
 
 ALICE, CAROL, ERIN = "alice@foo.example", "carol@bar.example", "erin@baz.example"
-DAVE, DANA = "dave@bar.example", "dana@icloud.com"
+DAVE, DANA, BOB = "dave@bar.example", "dana@icloud.com", "bob@foo.example"
 ICLOUD_TOKEN = "2_GEZDGNBVGY3TQOJQGEZDGNBVGY@imip.me.com"
 BUILTIN_MODE = "policy: built-in roles check (no [policy] files)"
 
@@ -61,7 +61,7 @@ def to(address: str, partstat: str = "") -> str:
 class Case:
     """One message to Alice: who sends it, what it says, and what becomes of it (inbox outcome and reason).
 
-    ``u-alice`` is Alice's own event (Carol and Erin invited), ``u-carol`` Carol's event that
+    ``u-alice`` is Alice's own event (Carol, Erin and Bob invited), ``u-carol`` Carol's event that
     invited Alice; any other UID is new.
     """
 
@@ -87,6 +87,8 @@ CASES = [
          "held", "reply-for-another-attendee"),
     Case("reply-by-the-attendees-delegate", ERIN, "REPLY", "u-alice", to(ALICE),
          (f';SENT-BY="mailto:{ERIN}"{to(CAROL, "ACCEPTED")}',), "applied"),
+    Case("reply-from-an-alias-of-a-local-attendee", "bobby@foo.example", "REPLY", "u-alice", to(ALICE),
+         (to(BOB, "ACCEPTED"),), "applied"),
     Case("reply-at-the-token-address-from-another-address", "carol.home@mail.example", "REPLY", "u-alice",
          to(ALICE), (to(CAROL, "TENTATIVE"),), "applied", token=True),
     Case("counter-from-someone-not-invited", "frank@baz.example", "COUNTER", "u-alice", to(ALICE),
@@ -143,14 +145,16 @@ def peer() -> Iterator[Sink]:
 
 @pytest.fixture
 def site(database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]) -> Site:
-    """Alice's event with Carol and Erin, its invitations sent; Carol's invitation of Alice applied."""
+    """Alice's event with Carol, Erin and Bob (who has an alias), its invitations sent; Carol's invitation applied."""
     config = tmp_path / "reefknot.toml"
     config.write_text(f'[database]\nurl = "{database_url}"\n\n'
                       f'[outbound]\nsmarthost = "{LOOPBACK}:{peer.port}"\nreply_domain = "reply.foo.example"\n')
     run = Reefknot(config, capsys)
     run("users", "add", ALICE, "--name", "Alice")
+    run("users", "add", BOB, "--name", "Bob", "--alias", "bobby@foo.example")
     own = tmp_path / "u-alice.ics"
-    event = EVENT.format(uid="u-alice", attendees=f"ATTENDEE:mailto:{CAROL}\nATTENDEE:mailto:{ERIN}")
+    attendees = "\n".join(f"ATTENDEE:mailto:{a}" for a in (CAROL, ERIN, BOB))
+    event = EVENT.format(uid="u-alice", attendees=attendees)
     own.write_text(event.replace("20260710T", "20990710T"))  # in the future: its reply token is valid
     run("event", "put", "--as", ALICE, str(own))
     run("outbox", "flush")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from icalendar import Calendar
@@ -155,9 +156,10 @@ class Judge:
               now: datetime) -> Judgement:
         """The policy's action for this message and recipient (a released message is applied)."""
         relays, policy = self.trust.relays, self.trust.policy
-        authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays)
+        aliases = partial(_addresses_of, session)
+        authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays, aliases)
         if not authority.allowed and self.mail.dkim_signed and authority.auth in policy.verify_dkim_for:
-            authority = authorize_itip(message, stored, self._evidence(route, self._dkim_domains()), relays)
+            authority = authorize_itip(message, stored, self._evidence(route, self._dkim_domains()), relays, aliases)
         facts = self._facts(session, route, message, stored, authority)
         decision = policy.decide(facts, now)
         action = decision.action
@@ -236,6 +238,12 @@ class Judge:
 
     def _claimed(self) -> str:
         return self.mail.from_address or self.envelope_sender or ""
+
+
+def _addresses_of(session: Session, address: str) -> frozenset[str]:
+    """Every address of a local principal, so that one may answer from an alias (INTEROP rule 11); none for others."""
+    principal = directory.resolve(session, address)
+    return principal.addresses if principal is not None else frozenset()
 
 
 def _no_dns(name: str, timeout: float) -> bytes | None:
