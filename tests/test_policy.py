@@ -26,6 +26,7 @@ from gateway.core.policy import (
     Room,
     Rule,
     Source,
+    builtin_policy,
 )
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -68,6 +69,24 @@ def test_the_first_matching_rule_decides_and_is_named() -> None:
 
 def test_no_matching_rule_gives_the_explicit_default() -> None:
     assert policy(rule("replies", method=("REPLY",))).decide(facts()) == DEFAULT
+
+
+@pytest.mark.parametrize(("auth", "action", "rule_name"), [
+    (Auth.PASS, Action.APPLY, "builtin-default"),
+    (Auth.RELAY, Action.APPLY, "builtin-default"),
+    (Auth.TOKEN, Action.APPLY, "builtin-default"),
+    (Auth.UNAUTHENTICATED, Action.APPLY, "builtin-default"),  # the From plays the role; nothing proves it
+    (Auth.REFUSED, Action.HOLD, "builtin-roles"),             # the sender does not play the role
+])
+def test_the_built_in_policy_holds_only_a_sender_outside_its_role(auth: Auth, action: Action, rule_name: str) -> None:
+    chosen = builtin_policy().decide(facts(auth=auth))
+    assert (chosen.action, chosen.rule) == (action, rule_name)
+
+
+def test_the_built_in_policy_is_known_as_such_and_verifies_dkim_only_for_a_refusal() -> None:
+    assert builtin_policy().is_builtin and not policy().is_builtin
+    assert builtin_policy().verify_dkim_for == {Auth.REFUSED}
+    assert policy().verify_dkim_for == {Auth.UNAUTHENTICATED, Auth.REFUSED}
 
 
 def test_notify_sender_travels_with_the_decision() -> None:
