@@ -78,8 +78,7 @@ def test_no_matching_rule_gives_the_explicit_default() -> None:
     (Auth.UNAUTHENTICATED, Action.APPLY, "builtin-default"),  # the From plays the role; nothing proves it
     (Auth.REFUSED, Action.HOLD, "builtin-roles"),             # the sender does not play the role
 ])
-def test_the_built_in_policy_holds_only_a_sender_outside_its_role(auth: Auth, action: Action, rule_name: str
-                                                                  ) -> None:
+def test_the_built_in_policy_holds_only_a_sender_outside_its_role(auth: Auth, action: Action, rule_name: str) -> None:
     chosen = builtin_policy().decide(facts(auth=auth))
     assert (chosen.action, chosen.rule) == (action, rule_name)
 
