@@ -19,6 +19,7 @@ from dateutil import parser as dateparser
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
+from gateway.core.icalvalues import normalize_values
 from gateway.core.model import NamedError
 
 SCHEDULING_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
@@ -50,8 +51,10 @@ class Version:
 def parse_calendar(text: str) -> Calendar:
     """Parse one VCALENDAR, forgiving what real senders get wrong.
 
-    NUL bytes are removed, any line ending is accepted, and a stray ``TZID`` property
-    inside a component (Zoom) is dropped. Raises CalendarError when nothing usable remains.
+    NUL bytes are removed, any line ending is accepted, a stray ``TZID`` property inside
+    a component (Zoom) is dropped, and a value with one clear meaning in a non-canonical
+    form is rewritten canonically (``icalvalues``; what stays unreadable is for the
+    caller to ask ``invalid_values``). Raises CalendarError when nothing usable remains.
     """
     cleaned = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
     cleaned = _strip_stray_tzid_properties(cleaned)
@@ -66,7 +69,7 @@ def parse_calendar(text: str) -> Calendar:
     calendar = calendars[0]
     if not isinstance(calendar, Calendar):
         raise CalendarError("not-icalendar", f"top level is {calendar.name}")
-    return calendar
+    return normalize_values(calendar)
 
 
 def _strip_stray_tzid_properties(text: str) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.message import Message
+from email.utils import parsedate_to_datetime
 
 from gateway.core.bounces import (
     EMBEDDED_MESSAGE_TYPES,
@@ -124,6 +126,7 @@ class ParsedMail:
     defects: tuple[str, ...]
     trace_fields: tuple[tuple[str, str], ...] = ()  # Received and Authentication-Results, top first (trust decides)
     dkim_signed: bool = False
+    sent_at: datetime | None = None  # the Date field, aware; None when absent or unreadable
 
     @property
     def is_noise(self) -> bool:
@@ -169,7 +172,17 @@ def parse_mail(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> Par
         defects=tuple(defects),
         trace_fields=tuple((k, str(v)) for k, v in root.raw_items() if k.lower() in TRACE_FIELDS),
         dkim_signed="DKIM-Signature" in root,
+        sent_at=_sent_at(raw_header(root, "Date")),
     )
+
+
+def _sent_at(field: str | None) -> datetime | None:
+    """The Date field (RFC 5322 §3.6.1); an unknown zone (``-0000``) is read as UTC."""
+    try:
+        value = parsedate_to_datetime(field) if field else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def _empty_mail(defect: str) -> ParsedMail:

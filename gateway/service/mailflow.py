@@ -76,7 +76,7 @@ def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge,
         return Verdict(IntakeState.DONE if reason == "delivery-failed" else IntakeState.IGNORED, reason)
     if not mail.calendar_parts:
         return _without_calendar(session, row, mail, routes, now)
-    readings = [read_itip(part) for part in mail.calendar_parts]
+    readings = [read_itip(part, sent=mail.sent_at, now=now) for part in mail.calendar_parts]
     routes = routes if row.recipients else _named_principals(session, readings)
     if not routes:
         return Verdict(IntakeState.IGNORED, "no-local-recipient")

@@ -52,8 +52,8 @@ class Restriction:
 # decide whether a message can be applied are kept; these table entries are relaxed on
 # purpose, because real senders break them and nothing is lost by accepting:
 #
-# - DTSTAMP (1 everywhere): Outlook and Thunderbird forwards drop it; ordering then falls
-#   back to SEQUENCE alone (INTEROP rule 13).
+# - DTSTAMP (1 everywhere): Outlook and Thunderbird forwards drop it; ``messages.read_itip``
+#   then gives it the mail's Date (INTEROP rule 13).
 # - SEQUENCE (1 in ADD, CANCEL, COUNTER, DECLINECOUNTER): a missing SEQUENCE is 0, an
 #   absurd one is clamped (INTEROP rule 13).
 # - SUMMARY, and DESCRIPTION for VJOURNAL ("1, can be null"): absent reads as empty.
