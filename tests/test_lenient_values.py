@@ -1,25 +1,39 @@
 """Values that cannot be read as their type: read leniently into canonical RFC 5545 form, or held as invalid-value.
 
-Through ``read_itip`` (the core, table-driven) and through ``reefknot ingest`` (the inbox
-and the quarantine name the reason; what ``calendar export`` sends parses strictly).
-``strict_problems`` is this module's own reading of RFC 5545's value grammar,
+Through ``read_itip`` (the core, table-driven), through ``reefknot ingest`` (the inbox and
+the quarantine name the reason), and on the way out: ``calendar export`` and the calendar
+feed leave out a stored object that is not valid iCalendar, and what they send parses
+strictly. ``strict_problems`` is this module's own reading of RFC 5545's value grammar,
 independent of the code under test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import aiohttp
 import pytest
+from icalendar import Calendar
 
+from gateway.config import Listener
+from gateway.core.export import check_object, export_objects
 from gateway.core.ical import components_of, serialize_calendar
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
+from gateway.core.itip.types import Stored
 from gateway.core.mail import CalendarPart
 from gateway.core.model import Outcome
+from gateway.edges.http import HttpFace
+from gateway.service.trust import Trust
+from gateway.store import calendars, directory
+from gateway.store.db import Database
 from tests.cli import Reefknot, imip_mail
+from tests.servers import LOOPBACK, free_port
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)
 BASE = {
@@ -249,6 +263,33 @@ def test_a_dtstamp_that_is_there_is_kept_and_not_noted() -> None:
     assert "DTSTAMP:20260601T080000Z" in serialize_calendar(message.calendar)
 
 
+# --- the core: what leaves --------------------------------------------------------------------
+
+
+def broken_object(uid: str) -> str:
+    """A stored object that only icalendar's raw reading keeps: a seven-digit time stays as written."""
+    return calendar_text(uid, "DTSTART:20260710T0800000Z", method="").replace("METHOD:\n", "")
+
+
+def test_an_export_leaves_out_an_object_that_is_not_valid_and_names_it() -> None:
+    good = calendar_text("good", method="").replace("METHOD:\n", "")
+    no_stamp = good.replace("UID:good", "UID:no-stamp").replace("DTSTAMP:20260601T080000Z\n", "")
+    export = export_objects([good, broken_object("bad"), no_stamp, "BEGIN:VCALENDAR\nBEGIN:VEVENT\n"])
+    assert [(o.uid, o.reason) for o in export.left_out] == [
+        ("bad", "invalid-value"), ("no-stamp", "missing-dtstamp"), ("", "not-icalendar")]
+    assert export.left_out[0].detail.startswith("DTSTART in VEVENT")
+    assert [str(c["UID"]) for c in components_of(export.calendar)] == ["good"]
+    assert strict_problems(serialize_calendar(export.calendar)) == []
+
+
+def test_free_busy_that_is_not_valid_fails_the_check() -> None:
+    text = ("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nMETHOD:REPLY\nBEGIN:VFREEBUSY\nUID:fb\nDTSTAMP:20260601T080000Z\n"
+            "DTSTART:20260601T000000Z\nDTEND:20260608T000000Z\nEND:VFREEBUSY\nEND:VCALENDAR\n").replace("\n", "\r\n")
+    assert check_object(Calendar.from_ical(text)) is None
+    problem = check_object(Calendar.from_ical(text.replace("DTSTAMP:20260601T080000Z\r\n", "")))
+    assert problem is not None and (problem.uid, problem.reason) == ("fb", "missing-dtstamp")
+
+
 # --- end to end: reefknot ingest, inbox, quarantine, export -----------------------------------
 
 
@@ -297,3 +338,58 @@ def test_ingest_stamps_a_request_without_dtstamp_with_the_mails_date(reefknot: R
     assert entry["outcome"] == "applied" and "no DTSTAMP: 2026-06-01T08:15:00Z used" in entry["detail"]
     exported = reefknot("calendar", "export", "alice@foo.example", "--uid", "unstamped")
     assert "DTSTAMP:20260601T081500Z" in exported.split("\r\n") and strict_problems(exported) == []
+
+
+def store_broken_object(database_url: str, owner: str, uid: str) -> None:
+    """What an older version, or a hand edit of the database, may have left: written past every check."""
+    database = Database(database_url)
+    try:
+        with database.transaction() as session:
+            principal = directory.resolve(session, owner)
+            assert principal is not None
+            calendar = Calendar.from_ical(broken_object(uid).replace("\n", "\r\n"))
+            calendars.save_object(session, principal.id, uid, Stored(calendar), NOW)
+    finally:
+        database.dispose()
+
+
+def test_calendar_export_leaves_out_a_stored_object_that_is_not_valid(
+    reefknot: Reefknot, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = tmp_path / "good.ics"
+    good.write_text(calendar_text("good", method="").replace("METHOD:\n", ""))
+    reefknot("event", "put", "--as", "alice@foo.example", str(good))
+    store_broken_object(database_url, "alice@foo.example", "broken")
+    with caplog.at_level(logging.ERROR):
+        exported = reefknot("calendar", "export", "alice@foo.example")
+    assert "UID:good" in exported and "UID:broken" not in exported and strict_problems(exported) == []
+    assert any("broken: invalid-value (DTSTART in VEVENT" in r.getMessage() for r in caplog.records)
+    reefknot("calendar", "export", "alice@foo.example", "--uid", "broken", expect=65)
+
+
+def test_the_calendar_feed_leaves_out_a_stored_object_that_is_not_valid(
+    reefknot: Reefknot, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = tmp_path / "good.ics"
+    good.write_text(calendar_text("good", method="").replace("METHOD:\n", ""))
+    reefknot("event", "put", "--as", "alice@foo.example", str(good))
+    store_broken_object(database_url, "alice@foo.example", "broken")
+    path = "/calendars/" + reefknot("users", "feed", "alice@foo.example").strip().split("/calendars/", 1)[1]
+    with caplog.at_level(logging.ERROR):
+        status, text = asyncio.run(fetch_from_face(database_url, path))
+    assert status == 200 and "UID:good" in text and "UID:broken" not in text
+    assert strict_problems(text) == []
+    assert any("feed of alice@foo.example left out broken: invalid-value" in r.getMessage() for r in caplog.records)
+
+
+async def fetch_from_face(database_url: str, path: str) -> tuple[int, str]:
+    """GET ``path`` from a real HTTP face on a loopback port."""
+    database, port = Database(database_url), free_port()
+    face = HttpFace(database, Trust, ThreadPoolExecutor(2))
+    await face.start(Listener(host=LOOPBACK, port=port))
+    try:
+        async with aiohttp.ClientSession() as client, client.get(f"http://{LOOPBACK}:{port}{path}") as answer:
+            return answer.status, await answer.text()
+    finally:
+        await face.close()
+        database.dispose()

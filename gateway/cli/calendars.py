@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -20,10 +21,13 @@ from gateway.cli.base import (
     pass_context,
 )
 from gateway.clock import utcnow
-from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
+from gateway.core.export import export_objects
+from gateway.core.ical import serialize_calendar
 from gateway.core.model import Kind, PartStat
 from gateway.service import events, freebusy
 from gateway.store import calendars, directory, inbox
+
+log = logging.getLogger(__name__)
 
 
 @cli.group()
@@ -115,12 +119,17 @@ def calendar() -> None:
 @pass_context
 @guarded
 def calendar_export(context: Context, address: str, uid: str | None) -> None:
-    """Print the principal's stored objects as one iCalendar stream."""
+    """Print the principal's stored objects as one iCalendar stream; an invalid one is left out, with an error."""
     with context.database().transaction() as session:
         texts = calendars.list_objects(session, context.principal(session, address).id, uid)
     if uid is not None and not texts:
         raise Exit(EX_DATAERR, f"{address} has no object {uid}")
-    click.echo(serialize_calendar(merge_calendars(parse_calendar(t) for t in texts)), nl=False)
+    export = export_objects(texts)
+    for left_out in export.left_out:
+        log.error("calendar export of %s left out %s", address, left_out.describe())
+    if uid is not None and export.left_out:
+        raise Exit(EX_DATAERR, f"{address}'s object {export.left_out[0].describe()} is not valid iCalendar")
+    click.echo(serialize_calendar(export.calendar), nl=False)
 
 
 @cli.command("inbox")

@@ -5,8 +5,10 @@ one VFREEBUSY (several addresses: their busy time together), if the policy's
 ``[freebusy] url`` allows: ``public``, or ``token`` with a partner's token in ``token=``
 or ``Authorization: Bearer``. ``GET /calendars/{address}.ics?token=…`` is the principal's
 calendar as stored, for any calendar program to subscribe to; the token is the one
-``reefknot users feed`` prints. Database work runs in worker threads. Nothing here
-decides free/busy or reads iCalendar: that is ``gateway.service.freebusy``'s.
+``reefknot users feed`` prints. An object that is not valid iCalendar is left out of the
+feed with a logged error; free/busy that is not fails with 500 (``gateway.core.export``
+checks both). Database work runs in worker threads. Nothing here decides free/busy or
+reads iCalendar: that is ``gateway.service.freebusy``'s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from aiohttp import web
 
 from gateway.clock import utcnow
 from gateway.config import Listener
-from gateway.core.ical import merge_calendars, parse_calendar, serialize_calendar
+from gateway.core.export import check_object, export_objects
+from gateway.core.ical import serialize_calendar
 from gateway.service import freebusy
 from gateway.service.trust import Trust
 from gateway.store import calendars, directory
@@ -101,7 +104,12 @@ class HttpFace:
             if missing or not addresses:
                 raise HttpError(404, f"no such calendar user: {', '.join(missing)}")
             principals = [p for p in found.values() if p is not None]
-            return serialize_calendar(freebusy.published(session, principals, start, end, self.clock()))
+            published = freebusy.published(session, principals, start, end, self.clock())
+        problem = check_object(published)
+        if problem is not None:  # never hand a partner free/busy it cannot read
+            log.error("free/busy of %s is not valid iCalendar: %s", ", ".join(addresses), problem.describe())
+            raise HttpError(500, "free/busy could not be built")
+        return serialize_calendar(published)
 
     def _calendar(self, address: str, token: str) -> str:
         with self.db.reading() as session:
@@ -109,7 +117,10 @@ class HttpFace:
             if principal is None:
                 raise HttpError(404, "no such calendar")
             texts = calendars.list_objects(session, principal.id)
-        return serialize_calendar(merge_calendars(parse_calendar(t) for t in texts))
+        export = export_objects(texts)
+        for left_out in export.left_out:  # the rest of the calendar is still worth subscribing to
+            log.error("calendar feed of %s left out %s", principal.address, left_out.describe())
+        return serialize_calendar(export.calendar)
 
     async def _run(self, function: Callable[..., str], *args: Any) -> str:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
