@@ -51,7 +51,10 @@ BASE = {
 DATE, DATE_TIME, UTC = r"\d{8}", r"\d{8}T\d{6}Z?", r"\d{8}T\d{6}Z"
 ZONED_OR_DATE = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "EXDATE", "RDATE")
 UTC_ONLY = ("DTSTAMP", "CREATED", "LAST-MODIFIED", "COMPLETED")
-LINE = re.compile(r'(?P<name>[A-Za-z0-9-]+)(?P<params>(?:;[A-Za-z0-9-]+=(?:"[^"]*"|[^";:,]*)(?:,(?:"[^"]*"|[^";:,]*))*)*):(?P<value>.*)')
+PARAM_VALUE = r'(?:"[^"]*"|[^";:,]*)'
+LINE = re.compile(
+    rf"(?P<name>[A-Za-z0-9-]+)(?P<params>(?:;[A-Za-z0-9-]+={PARAM_VALUE}(?:,{PARAM_VALUE})*)*):(?P<value>.*)"
+)
 
 
 def strict_problems(text: str) -> list[str]:
