@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from icalendar import Calendar, Component
 
+from gateway.core.checkpoint import checkpoint
 from gateway.core.ical import dt_value, uid_of
 from gateway.core.instances import (
     date_values,
@@ -23,15 +24,29 @@ from gateway.core.instances import (
     recurrence_key_of,
     rrules_of,
 )
-from gateway.core.rrules import GeneralRule, Periodic, rule_of
+from gateway.core.rrules import (
+    MAX_COUNT, MAX_INSTANCES,
+    GeneralRule,
+    Periodic,
+    Stepped,
+    count_of,
+    expansion_refusal,
+    rule_of,
+)
 
 _ZERO = timedelta(0)
 _DAY = timedelta(days=1)
 _SLACK = timedelta(hours=3)  # around a wall-clock bound, so that no DST change can cut an instance off
+_YEAR = timedelta(days=365)
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # the end of an endless series
 _FOREVER = FOREVER
+
+MAX_DATES = 1_000  # RDATE or EXDATE values of one component
+MAX_PER_YEAR = 1_100  # instances of one rule in its first year: three a day, every day (1,095) and no more
+TOO_MANY_INSTANCES = "too-many-instances"
+UNSUPPORTED_RECURRENCE = "unsupported-recurrence"
 
 Span = tuple[datetime, datetime]  # aware UTC start and end, the working form of a period
 Found = tuple[datetime, datetime, datetime | None]  # a span and, for a master's instance, its wall-clock start
@@ -59,12 +74,13 @@ class Series:
     first: datetime
     zone: tzinfo
     length: timedelta
-    rules: tuple[Periodic | GeneralRule, ...]
+    rules: tuple[Periodic | Stepped | GeneralRule, ...]
     rdates: tuple[datetime, ...] = ()
     replaced: frozenset[datetime] = frozenset()
 
     def starts(self, lo: datetime, hi: datetime) -> list[datetime]:
-        """Wall-clock starts in [lo, hi], in order."""
+        """Wall-clock starts in [lo, hi], in order: at most ``MAX_INSTANCES`` of them."""
+        checkpoint()
         if len(self.rules) == 1 and not self.rdates:
             found = self.rules[0].starts(lo, hi)
             if lo <= self.first <= hi and (not found or found[0] != self.first):
@@ -72,7 +88,7 @@ class Series:
         else:
             every = {s for rule in self.rules for s in rule.starts(lo, hi)}
             every.update(s for s in (self.first, *self.rdates) if lo <= s <= hi)
-            found = sorted(every)
+            found = sorted(every)[:MAX_INSTANCES]
         return [s for s in found if s not in self.replaced] if self.replaced else found
 
     def last_start(self) -> datetime | None:
@@ -194,6 +210,42 @@ def _replaced(master: Component, overrides: list[Component], tz: tzinfo) -> froz
     """
     values = [*date_values(master, "EXDATE"), *(v for v in map(recurrence_id_of, overrides) if v is not None)]
     return frozenset(_local(v, tz) for v in values)
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def recurrence_limit(component: Component) -> tuple[str, str] | None:
+    """The named reason and a detail when a component's recurrence is more than Reefknot expands; None within limits.
+
+    ``unsupported-recurrence``: a sub-daily rule with BY parts. ``too-many-instances``: more
+    than ``MAX_DATES`` RDATE or EXDATE values, a COUNT above ``MAX_COUNT``, or a rule with
+    more than ``MAX_PER_YEAR`` instances in its first year.
+    """
+    for name in ("RDATE", "EXDATE"):
+        values = sum(1 for _ in date_values(component, name))
+        if values > MAX_DATES:
+            return TOO_MANY_INSTANCES, f"{values} {name} values, more than {MAX_DATES:,}"
+    recurs = rrules_of(component)
+    timing = _timing(component, UTC) if recurs else None
+    for recur in recurs:
+        refusal = expansion_refusal(recur)
+        if refusal:
+            return UNSUPPORTED_RECURRENCE, f"{refusal}: a sub-daily rule may not filter by BY parts"
+        count = count_of(recur)
+        if count is not None and count > MAX_COUNT:
+            return TOO_MANY_INSTANCES, f"RRULE COUNT={count}, more than {MAX_COUNT:,}"
+        if timing is None:
+            continue
+        first, zone, _length = timing
+        rule = rule_of(recur, first, zone)
+        if rule is not None and len(rule.starts(first, first + _YEAR)) > MAX_PER_YEAR:
+            return TOO_MANY_INSTANCES, f"RRULE {_rule_text(recur)}: more than {MAX_PER_YEAR:,} instances in a year"
+    return None
+
+
+def _rule_text(recur: Any) -> str:
+    return str(recur.to_ical().decode())[:200]
 
 
 # --- occurrences ----------------------------------------------------------------------------

@@ -10,15 +10,14 @@ the event's last occurrence has ended, plus a grace period; an endless series ke
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from dateutil.rrule import rrulestr
-from icalendar import Calendar, Component
+from icalendar import Calendar, Component, vRecur
 
 from gateway.core.ical import components_of, duration_of, start_of
 from gateway.core.instances import date_values, rrules_of
+from gateway.core.rrules import rule_of
 
 TOKEN_GRACE = timedelta(days=30)  # late answers and late bounces still find their event
 _TOKEN = r"[a-z2-7]{16,40}"
@@ -69,19 +68,21 @@ def _last_end(component: Component) -> datetime | None:
         until = rule.get("UNTIL")
         if until:
             starts.append(until[0])  # the last occurrence starts at UNTIL at the latest
-        elif rule.get("COUNT"):
-            starts.append(_last_counted(rule.to_ical().decode(), start))  # type: ignore[no-untyped-call]
+        elif rule.get("COUNT") and (last := _last_counted(rule, start)) is not None:
+            starts.append(last)
         else:
             return None
     return max(_utc(s) for s in starts) + length
 
 
-def _last_counted(rule: str, start: datetime | date) -> datetime | date:
-    """The last occurrence of a rule bounded by COUNT."""
-    occurrences: Iterable[datetime] = rrulestr(rule, dtstart=_as_datetime(start), cache=False)
-    last: datetime | date = start
-    for last in occurrences:
-        pass
+def _last_counted(rule: vRecur, start: datetime | date) -> datetime | date | None:
+    """The last occurrence of a rule bounded by COUNT; None when it is too long to count (an endless series)."""
+    moment = _as_datetime(start)
+    zone = moment.tzinfo or timezone.utc
+    counted = rule_of(rule, datetime.combine(moment.date(), moment.time()), zone)  # naive wall-clock time
+    last = counted.last_start() if counted is not None else start
+    if isinstance(last, datetime) and last.tzinfo is None:
+        return last.replace(tzinfo=zone)
     return last
 
 

@@ -27,6 +27,8 @@ from gateway.core.ical import (
     timezones_of,
     uid_of,
 )
+from gateway.core.icalvalues import REASON as INVALID_VALUE
+from gateway.core.icalvalues import invalid_values
 from gateway.core.instances import (
     MASTER,
     instance_key,
@@ -36,6 +38,7 @@ from gateway.core.instances import (
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.model import NamedError, OutgoingMessage, PartStat
+from gateway.core.recurrence import recurrence_limit
 from gateway.service.delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars
@@ -123,6 +126,7 @@ def _read_object(text: str, actor: PrincipalRef) -> Calendar:
         raise EventError("no-scheduling-component")
     if len({uid_of(c) for c in components}) != 1 or not uid_of(components[0]):
         raise EventError("one-uid-per-object", "every component needs the same, non-empty UID")
+    _refuse_unreadable(parsed, components)
     calendar = new_calendar()
     for zone in timezones_of(parsed):
         calendar.add_component(zone)
@@ -131,6 +135,17 @@ def _read_object(text: str, actor: PrincipalRef) -> Calendar:
             component.add("ORGANIZER", vCalAddress(as_uri(actor.address)), encode=False)
         calendar.add_component(component)
     return calendar
+
+
+def _refuse_unreadable(parsed: Calendar, components: list[Component]) -> None:
+    """A value no reader can use, or a recurrence beyond Reefknot's bounds, is refused as mail would be held."""
+    invalid = invalid_values(parsed)
+    if invalid:
+        raise EventError(INVALID_VALUE, invalid[0].describe())
+    for component in components:
+        beyond = recurrence_limit(component)
+        if beyond is not None:
+            raise EventError(*beyond)
 
 
 def _role_address(actor: PrincipalRef, calendar: Calendar) -> str:

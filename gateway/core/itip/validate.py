@@ -18,6 +18,7 @@ from icalendar import Calendar, Component
 from gateway.core.ical import attendee_properties, components_of, dt_value, uid_of
 from gateway.core.instances import recurrence_key_of
 from gateway.core.model import Method, NamedError
+from gateway.core.recurrence import recurrence_limit
 
 MAX_COMPONENTS = 1000  # scheduling components in one message
 MAX_ATTENDEES = 5000  # ATTENDEE properties in one component
@@ -233,11 +234,19 @@ def _check_end_after_start(component: Component, method: Method, restriction: Re
             raise ItipError("end-before-start", f"{_where(component)}: {name}")
 
 
+def _check_recurrence(component: Component, method: Method, restriction: Restriction, limit: int) -> None:
+    """A recurrence Reefknot would not expand, or not within its bounds (``recurrence.recurrence_limit``)."""
+    beyond = recurrence_limit(component)
+    if beyond is not None:
+        raise ItipError(beyond[0], f"{_where(component)}: {beyond[1]}")
+
+
 _COMPONENT_CHECKS: tuple[Check, ...] = (
     _check_attendee_limit,
     _check_presence,
     _check_cardinality,
     _check_end_after_start,
+    _check_recurrence,
 )
 
 
