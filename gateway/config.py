@@ -156,11 +156,21 @@ class IntakeOptions:
         return cls(mode, size, cert, key, networks, str(section.get("hostname", "")))
 
 
+DEFAULT_MESSAGE_TIMEOUT = 30.0
+
+
 def _workers(section: dict[str, Any]) -> int:
     workers = section.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 64:
         raise ConfigError(f"[processing] workers: {workers!r} is not a number from 0 to 64")
     return workers
+
+
+def _message_timeout(section: dict[str, Any]) -> float:
+    seconds = section.get("message_timeout", DEFAULT_MESSAGE_TIMEOUT)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+        raise ConfigError(f"[processing] message_timeout: {seconds!r} is not a number of seconds above 0, at most 3600")
+    return float(seconds)
 
 
 def _networks(values: Any, setting: str) -> tuple[Network, ...]:
@@ -288,6 +298,7 @@ class Config:
     smtp_options: IntakeOptions = IntakeOptions()
     lmtp_options: IntakeOptions = IntakeOptions()
     processing_workers: int = 1  # [processing] workers; 0: this process only takes mail in
+    message_timeout: float = DEFAULT_MESSAGE_TIMEOUT  # [processing] message_timeout: the processing budget of one message, seconds
     imap: tuple[ImapAccount, ...] = ()
     smarthost: Listener = Listener("127.0.0.1", 25)
     reply_domain: str = ""
@@ -361,6 +372,7 @@ def _from_toml(data: dict[str, Any], source: str) -> Config:
         smtp_options=IntakeOptions.from_toml(_section(data, "smtp"), "[smtp]"),
         lmtp_options=IntakeOptions.from_toml(_section(data, "lmtp"), "[lmtp]"),
         processing_workers=_workers(_section(data, "processing")),
+        message_timeout=_message_timeout(_section(data, "processing")),
         imap=tuple(ImapAccount.from_toml(entry, f"[[imap]] #{n}") for n, entry in enumerate(imap, 1)),
         smarthost=Listener.parse(str(outbound.get("smarthost", defaults.smarthost)), "[outbound] smarthost"),
         reply_domain=str(outbound.get("reply_domain", "")),

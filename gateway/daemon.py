@@ -6,20 +6,32 @@ worker thread, at start, when woken, and every few seconds anyway (rows queued b
 other processes, or left claimed by one that crashed once their lease runs out).
 ``[processing] workers = 0`` makes a process that only takes mail in.
 
-SIGTERM or SIGINT: stop accepting, let commits in progress answer, stop the pollers,
-drain the queue once, exit 0. SIGHUP: ``reload()``. systemd is told READY once every
-listener listens, pinged while ``WATCHDOG_USEC`` is set, and told STOPPING.
+One message never holds up the rest for long: each is processed within its budget
+(``[processing] message_timeout``, held as ``processing-timeout`` past it), and an SMTP
+commit goes before the processor's next message, so a client waits for its 250 at most
+one message's budget. The HTTP face has its own threads, so no request takes those that
+commit mail.
+
+SIGTERM or SIGINT: stop accepting, let commits in progress answer, stop the pollers;
+processors finish the message they are on (within its budget) and give back the rest
+of their claim; the queue is drained once for at most ``DRAIN_LIMIT``; exit 0. A
+processor that has not finished within ``STOP_LIMIT`` is abandoned: its claims are given
+back, so another process or the next start takes them at once, and the process exits.
+SIGHUP: ``reload()``. systemd is told READY once every listener listens, pinged while
+``WATCHDOG_USEC`` is set, and told STOPPING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError
 
@@ -32,7 +44,7 @@ from gateway.edges.sender import Sender
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.outbound import ComposerUnavailable, composer_for
-from gateway.service.receive import Receipt, process_queued
+from gateway.service.receive import Receipt, process_queued, release_claims
 from gateway.service.trust import Trust, load_trust
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
@@ -43,6 +55,7 @@ BATCH = 4  # rows claimed at a time; a crash leaves at most this many to their l
 INTAKE_THREADS = 8
 DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queued for the next start
 CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown
+STOP_LIMIT = 10.0  # seconds past the message budget that a stopping processor may take to finish its message
 MAX_BACKOFF = 30.0
 
 
@@ -65,6 +78,7 @@ class Daemon:
         self.processor_pool = ThreadPoolExecutor(max(1, config.processing_workers), thread_name_prefix="processor")
         self.listeners: list[IntakeListener] = []
         self.pollers: list[threading.Thread] = []
+        self.in_flight: set[int] = set()  # claimed by this process and not finished
         self.poller_stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -99,8 +113,9 @@ class Daemon:
         if self.http is not None:
             await self.http.close()
         await self._stop_pollers()
-        await asyncio.gather(*processors)
         watchdog.cancel()
+        if processors and not await self._processors_stopped(processors):
+            self._abandon()
         emptied = await self._drain_once() if processors else True
         if sending is not None:
             await sending
@@ -108,6 +123,24 @@ class Daemon:
         self.processor_pool.shutdown(wait=True)
         log.info("stopped; %s", "the queue is empty" if emptied else "messages are left queued for the next start")
         return 0
+
+    async def _processors_stopped(self, processors: list[asyncio.Task[None]]) -> bool:
+        """Wait for the processors to finish the message they are on; False when one does not in time."""
+        limit = self.config.message_timeout + STOP_LIMIT
+        _, pending = await asyncio.wait(processors, timeout=limit)
+        return not pending
+
+    def _abandon(self) -> NoReturn:
+        """A processor is stuck past every budget: give back what this process claimed, and exit at once."""
+        stuck = sorted(self.in_flight)
+        log.error("a processor did not stop within %.0f s; giving back intake %s and exiting",
+                  self.config.message_timeout + STOP_LIMIT, ", ".join(map(str, stuck)) or "nothing")
+        try:
+            release_claims(self.db, stuck)
+        except Exception:  # the database may be what it is stuck on: the lease runs out instead
+            log.exception("could not give back the claims")
+        logging.shutdown()
+        os._exit(0)  # the stuck thread cannot be joined; its transaction dies with the process
 
     def _start_sender(self) -> asyncio.Task[None] | None:
         """Send the outbox when ``[outbound]`` is configured; a bare install never dials port 25."""
@@ -123,7 +156,7 @@ class Daemon:
 
     async def _start_http(self) -> None:
         """The free/busy URL and the calendar feeds on ``[http] listen``."""
-        self.http = HttpFace(self.db, lambda: self.trust, self.intake_pool)
+        self.http = HttpFace(self.db, lambda: self.trust, budget=self.config.message_timeout)
         try:
             await self.http.start(self.config.http)
         except OSError as error:
@@ -244,14 +277,15 @@ class Daemon:
         """Call process_queued until nothing claimable is left (True) or ``give_up`` says so (False)."""
         loop = asyncio.get_running_loop()
         while not give_up():
-            receipts = await loop.run_in_executor(self.processor_pool, self._process_batch)
+            receipts = await loop.run_in_executor(self.processor_pool, self._process_batch, give_up)
             if not receipts:
                 return True
         return False
 
-    def _process_batch(self) -> list[Receipt]:
+    def _process_batch(self, give_up: Callable[[], bool]) -> list[Receipt]:
         trust = self.trust
-        receipts = process_queued(self.db, utcnow(), BATCH, trust, self.gate)
+        receipts = process_queued(self.db, utcnow(), BATCH, trust, self.gate, budget=self.config.message_timeout,
+                                  stopping=give_up, in_flight=self.in_flight)
         if receipts and self.sender is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
         return receipts

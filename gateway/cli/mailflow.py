@@ -53,7 +53,8 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
                    status="5.3.4")
     db = context.database()
     try:
-        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust())
+        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust(),
+                                         context.config.message_timeout)
     except OperationalError:
         raise
     except Exception as error:  # the message is not durable: the MTA must try again
@@ -245,7 +246,8 @@ def quarantine_list(context: Context, as_json: bool, limit: int, after_id: int) 
 @guarded
 def quarantine_release(context: Context, intake_id: int) -> None:
     """Apply a held message as if the policy had accepted it."""
-    receipt = receive.release_held(context.database(), intake_id, utcnow(), context.trust())
+    receipt = receive.release_held(context.database(), intake_id, utcnow(), context.trust(),
+                                   context.config.message_timeout)
     reason = f" ({receipt.reason})" if receipt.reason else ""
     click.echo(f"intake {intake_id}: {receipt.state.value}{reason}")
 

@@ -7,8 +7,9 @@ or ``Authorization: Bearer``. ``GET /calendars/{address}.ics?token=…`` is the 
 calendar as stored, for any calendar program to subscribe to; the token is the one
 ``reefknot users feed`` prints. An object that is not valid iCalendar is left out of the
 feed with a logged error; free/busy that is not fails with 500 (``gateway.core.export``
-checks both). Database work runs in worker threads. Nothing here decides free/busy or
-reads iCalendar: that is ``gateway.service.freebusy``'s.
+checks both). Database work runs in the face's own worker threads, never those that commit
+incoming mail, each request within a budget (503 past it). Nothing here decides
+free/busy or reads iCalendar: that is ``gateway.service.freebusy``'s.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from gateway import deadline
 from gateway.clock import utcnow
 from gateway.config import Listener
 from gateway.core.export import check_object, export_objects
 from gateway.core.ical import serialize_calendar
+from gateway.deadline import DeadlineExceeded
 from gateway.service import freebusy
 from gateway.service.trust import Trust
 from gateway.store import calendars, directory
@@ -33,6 +36,7 @@ from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
 CALENDAR = "text/calendar"
+HTTP_THREADS = 4  # the face's own: requests wait for each other, never for the threads that commit mail
 
 
 class HttpError(Exception):
@@ -46,9 +50,13 @@ class HttpError(Exception):
 class HttpFace:
     """The aiohttp application and its listener; ``trust`` gives the policy in force (it changes on SIGHUP)."""
 
-    def __init__(self, db: Database, trust: Callable[[], Trust], executor: Executor,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.db, self.trust, self.executor, self.clock = db, trust, executor, clock
+    def __init__(self, db: Database, trust: Callable[[], Trust], executor: Executor | None = None,
+                 clock: Callable[[], datetime] = utcnow, budget: float | None = None) -> None:
+        """``executor`` runs the requests' database work: the face's own threads unless given, never the
+        intake's; ``budget`` bounds each request's work in seconds (503 past it)."""
+        self.db, self.trust, self.clock, self.budget = db, trust, clock, budget
+        self._own_pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http") if executor is None else None
+        self.executor: Executor = executor or self._own_pool  # type: ignore[assignment]
         self.app = web.Application()
         self.app.add_routes([
             web.get("/freebusy/{addresses}", self.freebusy),
@@ -67,6 +75,8 @@ class HttpFace:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._own_pool is not None:
+            self._own_pool.shutdown(wait=False, cancel_futures=True)
 
     async def freebusy(self, request: web.Request) -> web.Response:
         try:
@@ -123,7 +133,15 @@ class HttpFace:
         return serialize_calendar(export.calendar)
 
     async def _run(self, function: Callable[..., str], *args: Any) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._within_budget, function, *args)
+
+    def _within_budget(self, function: Callable[..., str], *args: Any) -> str:
+        try:
+            with deadline.within(self.budget):
+                return function(*args)
+        except DeadlineExceeded as error:
+            log.error("HTTP request stopped: %s", error)
+            raise HttpError(503, "this request takes too long; ask for a shorter window") from error
 
 
 def _window(query: Any, now: datetime) -> tuple[datetime, datetime]:

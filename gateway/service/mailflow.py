@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from gateway.core.checkpoint import checkpoint
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
 from gateway.core.mail import MailError, ParsedMail, parse_mail
@@ -91,6 +92,7 @@ def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge,
     refused: list[Judgement] = []
     for reading in readings:
         for route in routes:
+            checkpoint()  # the processing budget: a message to many recipients stops between them
             if isinstance(reading, PartProblem):
                 _record(session, row, mail, route.principal, reading, now)
             elif (judgement := _apply_one(session, row, mail, route, reading, judge, now)) is not None:

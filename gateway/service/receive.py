@@ -2,19 +2,28 @@
 
 Used by ``reefknot ingest`` (in-process), by the listeners and the poller (which only
 enqueue) and by the processors that drain the queue.
+
+One message never stops the others. Its processing runs under a budget (``[processing]
+message_timeout``): past it, the work is undone and the message is held as
+``processing-timeout``. A message claimed ``MAX_CLAIMS`` times without an outcome has
+killed its processor each time (out of memory, a crash): the next claim holds it as
+``worker-crashed`` instead of processing it again. An unexpected error is retried
+``MAX_ATTEMPTS`` times, then held as ``processing-failed``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from gateway import deadline
 from gateway.core.mailheaders import message_id_field
 from gateway.core.model import Outcome
+from gateway.deadline import DeadlineExceeded
 from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes
@@ -25,7 +34,9 @@ from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+MAX_CLAIMS = 3
 LEASE = timedelta(minutes=5)
+PROCESSING_TIMEOUT, WORKER_CRASHED = "processing-timeout", "worker-crashed"
 UNGATED = WriteGate(enabled=False)
 
 
@@ -38,11 +49,13 @@ class Receipt:
     reason: str = ""
 
 
-def ingest_message(db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
+def ingest_message(
+    db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST, budget: float | None = None
+) -> Receipt:
     """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
         message = intake.enqueue(session, raw, envelope, message_id_field(raw), now)
-        verdict = _attempt(session, message, now, trust)
+        verdict = _attempt(session, message, now, trust, budget)
         return Receipt(message.id, verdict.state, verdict.reason)
 
 
@@ -77,16 +90,44 @@ def enqueue_from_mailbox(
 
 
 def process_queued(
-    db: Database, now: datetime, limit: int = 100, trust: Trust = OPEN_TRUST, gate: WriteGate = UNGATED
+    db: Database,
+    now: datetime,
+    limit: int = 100,
+    trust: Trust = OPEN_TRUST,
+    gate: WriteGate = UNGATED,
+    *,
+    budget: float | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+    in_flight: set[int] | None = None,
 ) -> list[Receipt]:
-    """Claim queued messages and process each in its own transaction.
+    """Claim queued messages and process each in its own transaction, each within ``budget`` seconds.
 
     The claim and each message take their own turn at ``gate``: a listener waiting to
-    commit a message goes between them, not after the whole batch.
+    commit a message goes between them, not after the whole batch. Once ``stopping()``
+    says so, the messages not yet begun are given back. ``in_flight`` holds the ids
+    claimed and not yet finished, for a caller that must give them back if it cannot wait.
     """
     ids = gate.run(_claim, db, now, limit)
-    receipts = (gate.run(_process_claimed, db, intake_id, now, trust) for intake_id in ids)
-    return [receipt for receipt in receipts if receipt is not None]
+    flight = in_flight if in_flight is not None else set()
+    flight.update(ids)
+    receipts = []
+    try:
+        for n, intake_id in enumerate(ids):
+            if stopping():
+                gate.run(_release, db, ids[n:])
+                break
+            receipt = gate.run(_process_claimed, db, intake_id, now, trust, budget)
+            flight.discard(intake_id)
+            if receipt is not None:
+                receipts.append(receipt)
+    finally:
+        flight.difference_update(ids)
+    return receipts
+
+
+def release_claims(db: Database, ids: Sequence[int]) -> None:
+    """Give back messages claimed and not begun, or begun by a processor that cannot finish them."""
+    _release(db, list(ids))
 
 
 def _claim(db: Database, now: datetime, limit: int) -> list[int]:
@@ -94,22 +135,34 @@ def _claim(db: Database, now: datetime, limit: int) -> list[int]:
         return intake.claim_queued(session, now, now + LEASE, limit)
 
 
-def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust) -> Receipt | None:
+def _release(db: Database, ids: list[int]) -> None:
+    with db.transaction() as session:
+        intake.release_claims(session, ids)
+
+
+def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust, budget: float | None) -> Receipt | None:
     with db.transaction() as session:
         try:
             message = intake.load(session, intake_id)
         except IntakeNotFound:  # released, dropped or processed meanwhile
             return None
-        verdict = _attempt(session, message, now, trust)
+        if message.claims > MAX_CLAIMS:
+            detail = f"claimed {message.claims - 1} times by a processor that never finished it"
+            log.error("intake %d %s: held as %s: %s", message.id, message.message_id, WORKER_CRASHED, detail)
+            intake.finish(session, message.id, IntakeState.HELD, now, WORKER_CRASHED, detail)
+            return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED)
+        verdict = _attempt(session, message, now, trust, budget)
         return Receipt(message.id, verdict.state, verdict.reason)
 
 
-def release_held(db: Database, intake_id: int, now: datetime, trust: Trust = OPEN_TRUST) -> Receipt:
-    """Apply a held message as if the policy had accepted it (the operator's release)."""
+def release_held(
+    db: Database, intake_id: int, now: datetime, trust: Trust = OPEN_TRUST, budget: float | None = None
+) -> Receipt:
+    """Apply a held message as if the policy had accepted it (the operator's release), within the same budget."""
     with db.transaction() as session:
         message = replace(intake.load(session, intake_id, states=[IntakeState.HELD]), attempts=0)
         intake.requeue(session, intake_id)
-        verdict = _attempt(session, message, now, trust, released=True)
+        verdict = _attempt(session, message, now, trust, budget, released=True)
         return Receipt(message.id, verdict.state, verdict.reason)
 
 
@@ -125,11 +178,17 @@ def drop_held(db: Database, intake_id: int, now: datetime) -> None:
             ), now)
 
 
-def _attempt(session: Session, message: Queued, now: datetime, trust: Trust, *, released: bool = False) -> Verdict:
-    """Process inside a savepoint: an unexpected error undoes the work but keeps the message."""
+def _attempt(
+    session: Session, message: Queued, now: datetime, trust: Trust, budget: float | None, *, released: bool = False
+) -> Verdict:
+    """Process inside a savepoint: a timeout or an unexpected error undoes the work but keeps the message."""
     try:
-        with session.begin_nested():
+        with session.begin_nested(), deadline.within(budget):
             return process_message(session, message, now, trust, released=released)
+    except DeadlineExceeded as error:
+        log.error("intake %d %s: held as %s: %s", message.id, message.message_id, PROCESSING_TIMEOUT, error)
+        intake.finish(session, message.id, IntakeState.HELD, now, PROCESSING_TIMEOUT, str(error))
+        return Verdict(IntakeState.HELD, PROCESSING_TIMEOUT, str(error))
     except Exception as error:  # any bug or odd input: never lose the message
         log.exception("intake %d %s: processing failed", message.id, message.message_id)
         detail = f"{type(error).__name__}: {error}"[:2000]

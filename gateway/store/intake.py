@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import IntakeMessage
@@ -22,7 +22,7 @@ _TABLE = IntakeMessage.__table__
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)  # Core: no unit of work to flush
 _LOAD = select(
     _TABLE.c.id, _TABLE.c.raw, _TABLE.c.envelope_sender, _TABLE.c.sender_domain, _TABLE.c.recipients,
-    _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state,
+    _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state, _TABLE.c.claims,
 ).where(_TABLE.c.id == bindparam("id"))
 _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 
@@ -63,6 +63,7 @@ class Queued:
     recipients: tuple[str, ...]
     message_id: str
     attempts: int = 0
+    claims: int = 0  # times claimed, this one included, without an outcome recorded
 
 
 def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, now: datetime) -> Queued:
@@ -101,26 +102,27 @@ def load(session: Session, intake_id: int, *, states: Sequence[IntakeState] = (I
     if row is None or row.state not in states:
         raise IntakeNotFound(f"no {'/'.join(states)} message {intake_id}")
     return Queued(row.id, row.raw, row.envelope_sender, row.sender_domain, tuple(row.recipients), row.message_id,
-                  row.attempts)
+                  row.attempts, row.claims)
 
 
 def finish(session: Session, intake_id: int, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
     """Record where a processed message ends up."""
-    values = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now, "claimed_until": None}
+    values = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now, "claimed_until": None,
+              "claims": 0}
     session.execute(_UPDATE, {"row_id": intake_id, **values})
 
 
 def failed_attempt(session: Session, message: Queued, reason: str, detail: str) -> int:
     """Count a failed processing attempt; the message stays queued for the next one. How many attempts failed."""
     attempts = message.attempts + 1
-    values = {"attempts": attempts, "reason": reason, "detail": detail, "claimed_until": None}
+    values = {"attempts": attempts, "reason": reason, "detail": detail, "claimed_until": None, "claims": 0}
     session.execute(_UPDATE, {"row_id": message.id, **values})
     return attempts
 
 
 def requeue(session: Session, intake_id: int) -> None:
     """Put a held message back in the queue with its attempts forgotten (the operator's release)."""
-    session.execute(_UPDATE, {"row_id": intake_id, "state": IntakeState.QUEUED.value, "attempts": 0})
+    session.execute(_UPDATE, {"row_id": intake_id, "state": IntakeState.QUEUED.value, "attempts": 0, "claims": 0})
 
 
 def list_in_state(session: Session, state: IntakeState, limit: int = 1000, *, after_id: int = 0) -> list[IntakeMessage]:
@@ -146,8 +148,16 @@ def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: 
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     if ids:
-        session.execute(update(IntakeMessage).where(IntakeMessage.id.in_(ids)).values(claimed_until=lease_until))
+        claimed = {"claimed_until": lease_until, "claims": IntakeMessage.claims + 1}
+        session.execute(update(IntakeMessage).where(IntakeMessage.id.in_(ids)).values(claimed))
     return ids
+
+
+def release_claims(session: Session, ids: Sequence[int]) -> None:
+    """Give back claimed messages untouched (a processor stopping), so that any processor takes them at once."""
+    if ids:
+        query = update(IntakeMessage).where(IntakeMessage.id.in_(ids), IntakeMessage.state == IntakeState.QUEUED.value)
+        session.execute(query.values(claimed_until=None, claims=case((IntakeMessage.claims > 0, IntakeMessage.claims - 1), else_=0)))
 
 
 def drop(session: Session, intake_id: int, now: datetime) -> None:

@@ -136,6 +136,7 @@ class IntakeMessage(Base):
     state: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # claimed without an outcome
     reason: Mapped[str] = mapped_column(String(100), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
