@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from gateway.cli import main
 from gateway.service import receive
 from gateway.store import intake
 from gateway.store.db import Database
@@ -166,3 +167,13 @@ def test_a_processor_that_stops_gives_back_what_it_had_not_begun_without_countin
     receipts = receive.process_queued(alice_db, NOW, 10)  # the rest at once, within the first claim's lease
     assert [(r.intake_id, r.state) for r in receipts] == [(i, IntakeState.DONE) for i in ids[1:]]
     alice_db.dispose()
+
+
+@pytest.mark.parametrize("value", ['"x"', "0", "-1", "true", "7200"])
+def test_a_message_timeout_that_is_not_a_number_of_seconds_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    config = tmp_path / "reefknot.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n\n[processing]\nmessage_timeout = {value}\n')
+    assert main(["--config", str(config), "check-config"]) == 78
+    assert "[processing] message_timeout" in capsys.readouterr().err
