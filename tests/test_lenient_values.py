@@ -33,6 +33,7 @@ from gateway.service.trust import Trust
 from gateway.store import calendars, directory
 from gateway.store.db import Database
 from tests.cli import Reefknot, imip_mail
+from tests.test_freebusy import WINDOWS_ZONE
 from tests.servers import LOOPBACK, free_port
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)
@@ -166,22 +167,6 @@ LENIENT = {
                                 ("DTSTART;TZID=W. Europe Standard Time:20260710T100000",)),
     "geo-with-comma": Lenient(("GEO:52.52,13.405",), ("GEO:52.52;13.405",)),
 }
-WINDOWS_ZONE = """BEGIN:VTIMEZONE
-TZID:W. Europe Standard Time
-BEGIN:STANDARD
-DTSTART:16010101T030000
-TZOFFSETFROM:+0200
-TZOFFSETTO:+0100
-RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10
-END:STANDARD
-BEGIN:DAYLIGHT
-DTSTART:16010101T020000
-TZOFFSETFROM:+0100
-TZOFFSETTO:+0200
-RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3
-END:DAYLIGHT
-END:VTIMEZONE
-"""
 
 
 @pytest.mark.parametrize("name", LENIENT)
@@ -189,7 +174,7 @@ def test_a_value_with_one_clear_meaning_is_read_and_rewritten_canonically(name: 
     case = LENIENT[name]
     text = calendar_text(name, *case.sent)
     if any("W. Europe" in line for line in case.sent):
-        text = text.replace("BEGIN:VEVENT", WINDOWS_ZONE + "BEGIN:VEVENT")
+        text = text.replace("BEGIN:VEVENT", WINDOWS_ZONE + "\nBEGIN:VEVENT")
     message = read(text)
     assert isinstance(message, ItipMessage), message
     written = serialize_calendar(message.calendar)
@@ -199,7 +184,7 @@ def test_a_value_with_one_clear_meaning_is_read_and_rewritten_canonically(name: 
 
 def test_a_windows_zone_value_read_leniently_keeps_its_instant() -> None:
     text = calendar_text("w", "DTSTART;TZID=W. Europe Standard Time:2026-07-10T10:00:00")
-    message = read(text.replace("BEGIN:VEVENT", WINDOWS_ZONE + "BEGIN:VEVENT"))
+    message = read(text.replace("BEGIN:VEVENT", WINDOWS_ZONE + "\nBEGIN:VEVENT"))
     assert isinstance(message, ItipMessage)
     (event,) = components_of(message.calendar)
     assert event["DTSTART"].dt.astimezone(timezone.utc) == datetime(2026, 7, 10, 8, 0, tzinfo=timezone.utc)
