@@ -49,8 +49,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 from icalendar import Calendar, Event, vCalAddress  # noqa: E402
 
-from gateway.core.ical import copy_calendar, new_calendar  # noqa: E402
-from gateway.core.imip import render_imip  # noqa: E402
+from gateway.core.calendar.ical import copy_calendar, new_calendar  # noqa: E402
+from gateway.core.imip.render import render_imip  # noqa: E402
 from gateway.core.itip.plan import plan_itip  # noqa: E402
 from gateway.core.model import OutgoingMessage  # noqa: E402
 from gateway.mailauth import SIGNED_HEADERS, DkimSigner  # noqa: E402

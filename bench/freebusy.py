@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from icalendar import Calendar
 
-from gateway.core.booking import Booking, BookingRules, booking_horizon, decide_booking
-from gateway.core.freebusy import BusyPeriod, busy_periods
-from gateway.core.ical import parse_calendar
+from gateway.core.calendar.booking import Booking, BookingRules, booking_horizon, decide_booking
+from gateway.core.calendar.freebusy import BusyPeriod, busy_periods
+from gateway.core.calendar.ical import parse_calendar
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind
-from gateway.core.recurrence import ObjectTimes, read_times
+from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.service import freebusy
 from gateway.store import calendars as stored_calendars
 from gateway.store import directory

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.core.ical import parse_calendar, serialize_calendar  # noqa: E402
-from gateway.core.mail import parse_mail  # noqa: E402
+from gateway.core.calendar.ical import parse_calendar, serialize_calendar  # noqa: E402
+from gateway.core.mail.calendarparts import parse_mail  # noqa: E402
 from gateway.core.model import Kind  # noqa: E402
 from gateway.service import events, receive  # noqa: E402
 from gateway.store import directory  # noqa: E402

@@ -31,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
 
-from gateway.core.booking import BookingRules, booking_horizon, decide_booking
-from gateway.core.freebusy import busy_periods
-from gateway.core.imipchanges import describe_changes
+from gateway.core.calendar.booking import BookingRules, booking_horizon, decide_booking
+from gateway.core.calendar.freebusy import busy_periods
+from gateway.core.imip.changes import describe_changes
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
-from gateway.core.mail import CalendarPart
-from gateway.core.recurrence import occurrences
-from gateway.core.replyaddress import token_expiry
+from gateway.core.mail.calendarparts import CalendarPart
+from gateway.core.calendar.recurrence import occurrences
+from gateway.core.mail.replyaddress import token_expiry
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 YEAR = (NOW, NOW + timedelta(days=365))

@@ -23,7 +23,7 @@ from gateway.templates import DOMAIN, LOCALE_DIR, PACKAGE_DIR, TEMPLATES_DIR
 _MO_MAGIC = 0x950412DE
 _CONTEXT_SEPARATOR = "\x04"
 _CALLS = {"gettext": (None, 0), "ngettext": (None, 0), "pgettext": (0, 1), "npgettext": (0, 1), "_": (None, 0)}
-TRANSLATED_MODULES = ("core/wording.py", "core/imiptext.py", "core/imipchanges.py", "core/imippeople.py")
+TRANSLATED_MODULES = ("core/imip/wording.py", "core/imip/text.py", "core/imip/changes.py", "core/imip/people.py")
 
 
 @dataclass

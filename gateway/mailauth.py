@@ -10,7 +10,7 @@ DKIM-Signature header followed by the message.
 ``verify_dkim`` checks each DKIM-Signature and says, per signature, pass, fail,
 temperror or permerror (RFC 8601's words); pinned keys replace DNS for their domains.
 What a verified signature means for the iTIP role of the sender is decided by
-``gateway.core.authority``. Not for sending.
+``gateway.core.trust.authority``. Not for sending.
 """
 
 from __future__ import annotations

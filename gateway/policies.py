@@ -6,7 +6,7 @@ skipped). The rules, partners and rooms of all files form one list each, in that
 again by a later file, which then wins. Unknown keys are errors: a typo must not silently
 widen a rule. ``[[relay]]`` tables are left to ``gateway.relays``, so that
 ``relays.toml`` may sit in the same directory. Reading one file's values, with file and
-line in errors, is ``gateway.policyfile``; deciding is ``gateway.core.policy``.
+line in errors, is ``gateway.policyfile``; deciding is ``gateway.core.trust.policy``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gateway.core.model import Kind, Method
-from gateway.core.patterns import Glob, address_pattern, domain_pattern, slug_pattern
-from gateway.core.policy import (
+from gateway.core.trust.patterns import Glob, address_pattern, domain_pattern, slug_pattern
+from gateway.core.trust.policy import (
     COMPONENTS,
     DEFAULT_ACTIONS,
     ROOM_KINDS,

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config import ConfigError
-from gateway.core.patterns import Glob
-from gateway.core.policy import Rate
+from gateway.core.trust.patterns import Glob
+from gateway.core.trust.policy import Rate
 
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _DURATION = re.compile(r"(?:\d+[smhdw])+")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError
-from gateway.core.evidence import Relay
-from gateway.core.patterns import Glob, address_pattern
+from gateway.core.trust.evidence import Relay
+from gateway.core.trust.patterns import Glob, address_pattern
 
 SETTINGS = ("name", "dkim_domains", "envelope_senders", "senders", "organizers", "attendees")
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

@@ -1,6 +1,6 @@
 """The words of outgoing mail: Jinja templates and gettext catalogs, loaded from files.
 
-Gives ``gateway.core.imip`` its ``Renderer``: the core decides what a mail says, this
+Gives ``gateway.core.imip.render`` its ``Renderer``: the core decides what a mail says, this
 module finds the templates (the operator's ``[outbound] templates_dir`` first, then the
 packaged ones in ``gateway/imip_templates/``) and the catalogs (``gateway/locale/<lang>/
 LC_MESSAGES/reefknot.mo``; English is the source language and needs none). HTML

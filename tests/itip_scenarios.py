@@ -43,7 +43,7 @@ from typing import Any
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     as_utc,
     attendees_of,
     components_of,
@@ -54,7 +54,7 @@ from gateway.core.ical import (
     start_of,
     version_of,
 )
-from gateway.core.instances import date_values, instance_key, recurrence_key_of
+from gateway.core.calendar.instances import date_values, instance_key, recurrence_key_of
 from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import ApplyResult, Recipient, Stored

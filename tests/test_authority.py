@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from gateway.core.authority import (
+from gateway.core.trust.authority import (
     NO_ATTENDEE,
     NO_ORGANIZER,
     NOT_ATTENDEE,
@@ -25,8 +25,8 @@ from gateway.core.authority import (
     no_aliases,
     stored_organizer_of,
 )
-from gateway.core.authresults import trusted_results
-from gateway.core.evidence import (
+from gateway.core.trust.authresults import trusted_results
+from gateway.core.trust.evidence import (
     Mechanism,
     Relay,
     Role,
@@ -36,12 +36,12 @@ from gateway.core.evidence import (
     gather_evidence,
     organizational_domain,
 )
-from gateway.core.ical import components_of, parse_calendar
+from gateway.core.calendar.ical import components_of, parse_calendar
 from gateway.core.itip.messages import ItipMessage, read_itip
-from gateway.core.mail import CalendarPart
+from gateway.core.mail.calendarparts import CalendarPart
 from gateway.core.model import Method
-from gateway.core.patterns import address_pattern
-from gateway.core.policy import Auth
+from gateway.core.trust.patterns import address_pattern
+from gateway.core.trust.policy import Auth
 from gateway.relays import load_relays
 
 RELAYS = load_relays(Path(__file__).resolve().parent.parent / "policies" / "relays.toml")

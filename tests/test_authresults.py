@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.authresults import (
+from gateway.core.trust.authresults import (
     MethodResult,
     dkim_domain,
     domain_in,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from icalendar import Calendar, Component
 
-from gateway.core.booking import (
+from gateway.core.calendar.booking import (
     Booking,
     BookingError,
     BookingRules,
@@ -21,8 +21,8 @@ from gateway.core.booking import (
     booking_reply,
     decide_booking,
 )
-from gateway.core.freebusy import BusyPeriod, busy_periods
-from gateway.core.ical import (
+from gateway.core.calendar.freebusy import BusyPeriod, busy_periods
+from gateway.core.calendar.ical import (
     attendees_of,
     components_of,
     find_attendee,
@@ -33,7 +33,7 @@ from gateway.core.ical import (
     sequence_of,
     serialize_calendar,
 )
-from gateway.core.instances import MASTER, recurrence_key_of
+from gateway.core.calendar.instances import MASTER, recurrence_key_of
 from gateway.core.model import PartStat
 
 ROOM = "room-4.12@foo.example"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.ical import components_of, parse_calendar
+from gateway.core.calendar.ical import components_of, parse_calendar
 from tests.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
 
 

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from gateway.core.ical import components_of, find_attendee, parse_calendar, partstat_of
+from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
 from gateway.core.model import Kind
 from gateway.service import events
 from gateway.service.receive import enqueue_message, process_queued

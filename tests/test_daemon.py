@@ -22,7 +22,7 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import select
 
-from gateway.core.ical import components_of, parse_calendar, uid_of
+from gateway.core.calendar.ical import components_of, parse_calendar, uid_of
 from gateway.edges import sdnotify
 from gateway.service import receive
 from gateway.store.db import Database

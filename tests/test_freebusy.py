@@ -15,7 +15,7 @@ import pytest
 from dateutil.rrule import rrulestr
 from icalendar import Component
 
-from gateway.core.freebusy import (
+from gateway.core.calendar.freebusy import (
     BusyPeriod,
     FreeBusyError,
     busy_periods,
@@ -24,13 +24,13 @@ from gateway.core.freebusy import (
     merge_periods,
     read_freebusy_request,
 )
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     components_of,
     method_of,
     parse_calendar,
     serialize_calendar,
 )
-from gateway.core.recurrence import occurrences, read_times
+from gateway.core.calendar.recurrence import occurrences, read_times
 
 OWNER = frozenset({"alice@foo.example", "a.smith@foo.example"})
 BERLIN = ZoneInfo("Europe/Berlin")

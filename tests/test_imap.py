@@ -23,7 +23,7 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from gateway.config import ConfigError, ImapAccount
-from gateway.core.mailheaders import message_id_field
+from gateway.core.mail.headers import message_id_field
 from gateway.edges import imap
 from gateway.edges.imap import ImapPoller, uid_set
 from gateway.service import receive

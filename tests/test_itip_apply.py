@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from gateway.core.ical import parse_calendar, serialize_calendar
+from gateway.core.calendar.ical import parse_calendar, serialize_calendar
 from gateway.core.itip.types import Recipient
 from tests.itip_scenarios import (
     SCENARIOS,

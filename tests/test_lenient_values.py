@@ -22,11 +22,11 @@ import pytest
 from icalendar import Calendar
 
 from gateway.config import Listener
-from gateway.core.export import check_object, export_objects
-from gateway.core.ical import components_of, serialize_calendar
+from gateway.core.calendar.export import check_object, export_objects
+from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.types import Stored
-from gateway.core.mail import CalendarPart
+from gateway.core.mail.calendarparts import CalendarPart
 from gateway.core.model import Outcome
 from gateway.edges.http import HttpFace
 from gateway.service.trust import Trust

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar
 
-from gateway.core.mail import (
+from gateway.core.mail.calendarparts import (
     TOO_DEEP,
     TOO_MANY_PARTS,
     CalendarPart,
@@ -23,7 +23,7 @@ from gateway.core.mail import (
     ParsedMail,
     parse_mail,
 )
-from gateway.core.mailheaders import message_id_field
+from gateway.core.mail.headers import message_id_field
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 MANIFEST: dict[str, dict[str, Any]] = tomllib.loads((MAIL_DIR / "manifest.toml").read_text("utf-8"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.replyaddress import read_token_address
+from gateway.core.mail.replyaddress import read_token_address
 from tests.cli import EVENT, Reefknot, imip_mail, reply_from
 from tests.servers import LOOPBACK
 from tests.sink import Received, Sink, smtp_peer

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.core.itip.ordering import SchedulingState
-from gateway.core.ical import Version
+from gateway.core.calendar.ical import Version
 from gateway.core.itip.types import Stored
 from gateway.store import calendars, directory
 from gateway.store.db import Database

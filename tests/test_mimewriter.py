@@ -7,7 +7,7 @@ import email.policy
 
 import pytest
 
-from gateway.core.mimewriter import (
+from gateway.core.mail.mimewriter import (
     Multipart,
     Part,
     address_header,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.evidence import (
+from gateway.core.trust.evidence import (
     Mechanism,
     aligned,
     authenticated_identities,

@@ -11,7 +11,7 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.core.ical import components_of, find_attendee, parse_calendar
+from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar
 from gateway.mailauth import DkimSigner
 from gateway.service import outbound
 from tests.cli import Reefknot, write_event

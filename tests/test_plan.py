@@ -17,7 +17,7 @@ import pytest
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendees_of,
     components_of,
     dtstamp_of,
@@ -31,7 +31,7 @@ from gateway.core.ical import (
     timezones_of,
     uid_of,
 )
-from gateway.core.instances import MASTER, date_values, instance_key, recurrence_key_of
+from gateway.core.calendar.instances import MASTER, date_values, instance_key, recurrence_key_of
 from gateway.core.itip.plan import (
     Plan,
     PlanError,

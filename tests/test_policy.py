@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.core.model import Kind
-from gateway.core.patterns import address_pattern, domain_pattern, slug_pattern
-from gateway.core.policy import (
+from gateway.core.trust.patterns import address_pattern, domain_pattern, slug_pattern
+from gateway.core.trust.policy import (
     Action,
     Auth,
     Conditions,

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import ConfigError
 from gateway.core.model import Kind
-from gateway.core.policy import (
+from gateway.core.trust.policy import (
     Action,
     Auth,
     Facts,

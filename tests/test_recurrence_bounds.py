@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar, vRecur
 
-from gateway.core.recurrence import (
+from gateway.core.calendar.recurrence import (
     MAX_DATES,
     MAX_PER_YEAR,
     occurrences,
     read_times,
     recurrence_limit,
 )
-from gateway.core.replyaddress import token_expiry
-from gateway.core.rrules import MAX_COUNT, MAX_INSTANCES, rule_of
+from gateway.core.mail.replyaddress import token_expiry
+from gateway.core.calendar.rrules import MAX_COUNT, MAX_INSTANCES, rule_of
 from tests.cli import Reefknot, imip_mail
 
 ROOM = "room-r@foo.example"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError
-from gateway.core.evidence import Role, SenderEvidence
+from gateway.core.trust.evidence import Role, SenderEvidence
 from gateway.relays import load_relays
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "relays.toml"

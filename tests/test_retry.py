@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.core.ical import components_of, parse_calendar, serialize_calendar
+from gateway.core.calendar.ical import components_of, parse_calendar, serialize_calendar
 from gateway.core.itip.schedulestatus import (
     ScheduleStatus,
     schedule_statuses,
     set_schedule_status,
     supersedes,
 )
-from gateway.core.retry import (
+from gateway.core.mail.retry import (
     Attempt,
     AttemptResult,
     RetryPolicy,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.ical import parse_calendar
+from gateway.core.calendar.ical import parse_calendar
 from tests.cli import Reefknot, imip_mail
 
 ALICE, BOB, ROOM, ERIN = "alice@foo.example", "bob@foo.example", "room-4@foo.example", "erin@baz.example"
@@ -107,8 +107,8 @@ def booking(request: pytest.FixtureRequest, database_url: str, tmp_path: Path,
 
 def room_answers(run: Reefknot, uid: str) -> dict[str, str]:
     """The room's own copy: PARTSTAT by instance key ('' the series)."""
-    from gateway.core.ical import components_of, find_attendee, partstat_of
-    from gateway.core.instances import recurrence_key_of
+    from gateway.core.calendar.ical import components_of, find_attendee, partstat_of
+    from gateway.core.calendar.instances import recurrence_key_of
 
     calendar = parse_calendar(run("calendar", "export", ROOM, "--uid", uid))
     return {recurrence_key_of(c): partstat_of(find_attendee(c, ROOM)) for c in components_of(calendar)}

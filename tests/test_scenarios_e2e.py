@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     components_of,
     find_attendee,
     parse_calendar,

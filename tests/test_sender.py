@@ -21,7 +21,7 @@ import pytest
 from gateway.config import Config, Listener, OutboundOptions
 from gateway.core.itip.schedulestatus import schedule_statuses
 from gateway.core.model import Kind
-from gateway.core.replyaddress import TokenAddress, read_token_address
+from gateway.core.mail.replyaddress import TokenAddress, read_token_address
 from gateway.edges.sender import Sender
 from gateway.service import events
 from gateway.service.outbound import SendResult

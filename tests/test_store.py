@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from gateway.core.ical import parse_calendar
+from gateway.core.calendar.ical import parse_calendar
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind
 from gateway.store import calendars, directory

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from gateway.core.ical import method_of, parse_calendar
+from gateway.core.calendar.ical import method_of, parse_calendar
 from gateway.core.itip.validate import (
     MAX_ATTENDEES,
     MAX_COMPONENTS,

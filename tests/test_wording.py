@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 import pytest
 from icalendar.prop import vRecur
 
-from gateway.core.wording import (
+from gateway.core.imip.wording import (
     describe_dates,
     describe_rule,
     describe_span,

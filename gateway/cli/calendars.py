@@ -21,8 +21,8 @@ from gateway.cli.base import (
     pass_context,
 )
 from gateway.clock import utcnow
-from gateway.core.export import export_objects
-from gateway.core.ical import serialize_calendar
+from gateway.core.calendar.export import export_objects
+from gateway.core.calendar.ical import serialize_calendar
 from gateway.core.model import Kind, PartStat
 from gateway.service import events, freebusy
 from gateway.store import calendars, directory, inbox

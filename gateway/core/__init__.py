@@ -2,4 +2,18 @@
 
 Nothing in this package opens a socket, a file or a database, or reads the clock:
 the current time is always an argument. ``tests/test_layering.py`` enforces it.
+
+By family:
+
+- ``mail``: mail as it arrives and leaves — the MIME tree, header fields, charsets, the
+  calendar parts of a message, bounces, plain-email answers, the reply and bounce
+  addresses, and the retry schedule of an outbound delivery;
+- ``calendar``: iCalendar itself — reading and writing, values, instances and
+  recurrence, free/busy, a room's booking decision, privacy, what may leave;
+- ``itip``: the iTIP engine — validate, order, apply, plan;
+- ``imip``: rendering an iTIP message as mail people read — text, changes, wording;
+- ``trust``: who sent it and may they do that — evidence, Authentication-Results,
+  authority, and the policy rules over those facts;
+- beside them: ``model`` (the shared vocabulary), ``addresses`` (calendar user
+  addresses) and ``checkpoint`` (where long work can be stopped).
 """

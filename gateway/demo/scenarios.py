@@ -18,9 +18,9 @@ from email.utils import format_datetime, make_msgid, parseaddr
 import dkim  # type: ignore[import-untyped]
 
 from gateway.clock import utcnow
-from gateway.core.ical import parse_calendar, serialize_calendar
+from gateway.core.calendar.ical import parse_calendar, serialize_calendar
 from gateway.core.itip.compose import build_reply
-from gateway.core.mail import parse_mail
+from gateway.core.mail.calendarparts import parse_mail
 from gateway.core.model import PartStat
 from gateway.demo.peers import Delivered, OtherDomains
 from gateway.demo.site import Site

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import utcnow
 from gateway.config import load_config
-from gateway.core.ical import components_of, find_attendee, partstat_of
+from gateway.core.calendar.ical import components_of, find_attendee, partstat_of
 from gateway.core.model import Kind, PartStat
 from gateway.mailauth import DkimSigner
 from gateway.service import events

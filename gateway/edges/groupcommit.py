@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import Executor
 
 from gateway.clock import utcnow
-from gateway.core.mailheaders import message_id_field
+from gateway.core.mail.headers import message_id_field
 from gateway.store import intake
 from gateway.store.db import Database
 from gateway.store.intake import Envelope

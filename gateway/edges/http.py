@@ -6,7 +6,7 @@ one VFREEBUSY (several addresses: their busy time together), if the policy's
 or ``Authorization: Bearer``. ``GET /calendars/{address}.ics?token=…`` is the principal's
 calendar as stored, for any calendar program to subscribe to; the token is the one
 ``reefknot users feed`` prints. An object that is not valid iCalendar is left out of the
-feed with a logged error; free/busy that is not fails with 500 (``gateway.core.export``
+feed with a logged error; free/busy that is not fails with 500 (``gateway.core.calendar.export``
 checks both). Database work runs in the face's own worker threads, never those that commit
 incoming mail, each request within a budget (503 past it). Nothing here decides
 free/busy or reads iCalendar: that is ``gateway.service.freebusy``'s.
@@ -26,8 +26,8 @@ from aiohttp import web
 from gateway import deadline
 from gateway.clock import utcnow
 from gateway.config import Listener
-from gateway.core.export import check_object, export_objects
-from gateway.core.ical import serialize_calendar
+from gateway.core.calendar.export import check_object, export_objects
+from gateway.core.calendar.ical import serialize_calendar
 from gateway.deadline import DeadlineExceeded
 from gateway.service import freebusy
 from gateway.service.trust import Trust

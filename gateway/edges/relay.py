@@ -24,7 +24,7 @@ from typing import Any
 import aiosmtplib
 
 from gateway.config import ConfigError, Listener, OutboundOptions, check_smarthost_auth
-from gateway.core.retry import Attempt, AttemptResult
+from gateway.core.mail.retry import Attempt, AttemptResult
 
 log = logging.getLogger(__name__)
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")

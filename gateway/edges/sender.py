@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.clock import utcnow
 from gateway.config import Config
-from gateway.core.retry import Attempt, AttemptResult
+from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
 from gateway.edges.waiting import wait_any
 from gateway.service import outbound
@@ -66,7 +66,7 @@ class Sender:
         """Every queued row, due or in backoff, attempted once each, in batches by id (``reefknot outbox flush``).
 
         As with ``postqueue -f``, the backoff does not hold a row back; how an early attempt
-        counts is ``gateway.core.retry``'s rule. A row another sender holds is its to send.
+        counts is ``gateway.core.mail.retry``'s rule. A row another sender holds is its to send.
         """
         results: list[SendResult] = []
         after_id = 0

@@ -2,7 +2,7 @@
 
 The reply token names the event and the attendee, whatever address the answer came
 from. The answer is read from the subject and the first line the person wrote
-(``gateway.core.plainreply``); an unclear one is recorded in the organizer's inbox with
+(``gateway.core.mail.plainreply``); an unclear one is recorded in the organizer's inbox with
 what the person wrote, never guessed.
 """
 
@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.resource import PlanError
-from gateway.core.mail import ParsedMail
+from gateway.core.mail.calendarparts import ParsedMail
 from gateway.core.model import Method, Outcome
-from gateway.core.plainreply import first_line, read_plain_answer
+from gateway.core.mail.plainreply import first_line, read_plain_answer
 from gateway.service.delivery import apply_for, deliver
 from gateway.service.routing import Route
 from gateway.store import calendars, inbox, ledger

@@ -21,9 +21,9 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from gateway.core.addresses import domain_of
-from gateway.core.evidence import aligned
+from gateway.core.trust.evidence import aligned
 from gateway.core.itip.schedulestatus import ScheduleStatus
-from gateway.core.mail import BounceReport
+from gateway.core.mail.calendarparts import BounceReport
 from gateway.core.model import Outcome
 from gateway.service import outbound
 from gateway.service.routing import Route

@@ -15,7 +15,7 @@ from icalendar import Calendar, Component, vCalAddress
 from sqlalchemy.orm import Session
 
 from gateway.core.addresses import as_uri
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     CalendarError,
     attendees_of,
     components_of,
@@ -27,9 +27,9 @@ from gateway.core.ical import (
     timezones_of,
     uid_of,
 )
-from gateway.core.icalvalues import REASON as INVALID_VALUE
-from gateway.core.icalvalues import invalid_values
-from gateway.core.instances import (
+from gateway.core.calendar.values import REASON as INVALID_VALUE
+from gateway.core.calendar.values import invalid_values
+from gateway.core.calendar.instances import (
     MASTER,
     instance_key,
     override_from_master,
@@ -38,7 +38,7 @@ from gateway.core.instances import (
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.model import NamedError, OutgoingMessage, PartStat
-from gateway.core.recurrence import recurrence_limit
+from gateway.core.calendar.recurrence import recurrence_limit
 from gateway.service.delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars

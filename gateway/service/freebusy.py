@@ -1,6 +1,6 @@
 """Free/busy from the store: a principal's busy time, several aggregated, and the answer to a VFREEBUSY request.
 
-The busy time itself is the pure core's (``gateway.core.freebusy``); here the objects
+The busy time itself is the pure core's (``gateway.core.calendar.freebusy``); here the objects
 are read from the store. Who may ask is the policy's to say, and the caller's to check.
 """
 
@@ -14,7 +14,7 @@ from dateutil import parser as dateparser
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
-from gateway.core.freebusy import (
+from gateway.core.calendar.freebusy import (
     BusyPeriod,
     FreeBusyError,
     FreeBusyRequest,
@@ -24,7 +24,7 @@ from gateway.core.freebusy import (
     merge_periods,
     read_freebusy_request,
 )
-from gateway.core.ical import components_of
+from gateway.core.calendar.ical import components_of
 from gateway.core.model import Method, Outcome, OutgoingMessage
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from gateway.core.checkpoint import checkpoint
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
-from gateway.core.mail import MailError, ParsedMail, parse_mail
+from gateway.core.mail.calendarparts import MailError, ParsedMail, parse_mail
 from gateway.core.model import Method, Outcome
-from gateway.core.policy import Action, PrivateEvents
-from gateway.core.privacy import busy_only
+from gateway.core.trust.policy import Action, PrivateEvents
+from gateway.core.calendar.privacy import busy_only
 from gateway.service import freebusy, rooms, routing
 from gateway.service.answers import apply_plain_answer
 from gateway.service.bounced import record_bounce

@@ -1,7 +1,7 @@
 """Outbound deliveries in the store: claiming due rows, and recording each attempt with its SCHEDULE-STATUS.
 
 The sender edge (``gateway.edges.sender``) composes and talks SMTP and calls here. What
-an attempt means is ``gateway.core.retry``'s decision; the organizer's copy gets the
+an attempt means is ``gateway.core.mail.retry``'s decision; the organizer's copy gets the
 resulting code through ``gateway.core.itip.schedulestatus``. The row's new state and the
 organizer's copy are written in one transaction (DESIGN.md, reliability rule 6). Not
 for composing or sending mail.
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from gateway.clock import utcnow
 from gateway.config import Config
 from gateway.core.addresses import domain_of
-from gateway.core.ical import organizer_of, parse_calendar
-from gateway.core.imip import render_imip
+from gateway.core.calendar.ical import organizer_of, parse_calendar
+from gateway.core.imip.render import render_imip
 from gateway.core.itip.schedulestatus import (
     ScheduleStatus,
     schedule_statuses,
@@ -30,8 +30,8 @@ from gateway.core.itip.schedulestatus import (
 )
 from gateway.core.itip.types import Stored
 from gateway.core.model import Method, OutgoingMessage
-from gateway.core.replyaddress import bounce_address, reply_address
-from gateway.core.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
+from gateway.core.mail.replyaddress import bounce_address, reply_address
+from gateway.core.mail.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
 from gateway.mailauth import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
@@ -66,7 +66,7 @@ class SendResult:
 
 
 def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Compose:
-    """The composer of every outbound mail: ``gateway.core.imip`` renders, ``gateway.mailauth`` signs.
+    """The composer of every outbound mail: ``gateway.core.imip.render`` renders, ``gateway.mailauth`` signs.
 
     The calendar goes out as the row holds it (``ics``); the human parts are rendered in
     English from the shipped or the operator's templates and say what changed since the

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from gateway import deadline
-from gateway.core.mailheaders import message_id_field
+from gateway.core.mail.headers import message_id_field
 from gateway.core.model import Outcome
 from gateway.deadline import DeadlineExceeded
 from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message

@@ -1,7 +1,7 @@
 """Rooms and resources answer their invitations themselves: each instance accepted when free and allowed, else declined.
 
 A room's copy of a request is judged instance by instance against the room's other
-bookings (``gateway.core.booking``); the answers are stored on the room's copy and the
+bookings (``gateway.core.calendar.booking``); the answers are stored on the room's copy and the
 planner turns them into the room's REPLY, with an override for each declined instance of
 a series. An update is judged again (a moved meeting may now clash, or fit); a cancelled
 meeting is free time, so the room is free again. A request the policy declines outright
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
-from gateway.core.booking import (
+from gateway.core.calendar.booking import (
     Booking,
     BookingError,
     Decline,
@@ -26,13 +26,13 @@ from gateway.core.booking import (
     booking_horizon,
     decide_booking,
 )
-from gateway.core.ical import components_of, copy_calendar, find_attendee, partstat_of
-from gateway.core.instances import recurrence_key_of
+from gateway.core.calendar.ical import components_of, copy_calendar, find_attendee, partstat_of
+from gateway.core.calendar.instances import recurrence_key_of
 from gateway.core.itip.plan import plan_itip
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind, OutgoingMessage, PartStat
-from gateway.core.recurrence import FOREVER, ObjectTimes, read_times
+from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, read_times
 from gateway.service.freebusy import busy_of
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway.core.replyaddress import read_token_address
+from gateway.core.mail.replyaddress import read_token_address
 from gateway.store import directory, replytokens
 from gateway.store.directory import PrincipalRef
 from gateway.store.replytokens import TokenRoute

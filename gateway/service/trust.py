@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Config
 from gateway.core.addresses import domain_of
-from gateway.core.authority import Authority, authorize_itip
-from gateway.core.authresults import trusted_results
-from gateway.core.booking import BookingRules
-from gateway.core.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
-from gateway.core.ical import (
+from gateway.core.trust.authority import Authority, authorize_itip
+from gateway.core.trust.authresults import trusted_results
+from gateway.core.calendar.booking import BookingRules
+from gateway.core.trust.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
+from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
     organizer_of,
@@ -35,9 +35,9 @@ from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Recipient
-from gateway.core.mail import ParsedMail
+from gateway.core.mail.calendarparts import ParsedMail
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.core.policy import (
+from gateway.core.trust.policy import (
     Action,
     Facts,
     Measures,
@@ -45,8 +45,8 @@ from gateway.core.policy import (
     PrivateEvents,
     builtin_policy,
 )
-from gateway.core.privacy import classification_of
-from gateway.core.recurrence import occurrence_of
+from gateway.core.calendar.privacy import classification_of
+from gateway.core.calendar.recurrence import occurrence_of
 from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
 from gateway.relays import load_relays, relays_in

@@ -20,7 +20,7 @@ from icalendar import Calendar
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     organizer_of,
     parse_calendar,
     sequence_of,
@@ -28,7 +28,7 @@ from gateway.core.ical import (
 )
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
-from gateway.core.recurrence import ObjectTimes, read_times
+from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.store.schema import CalendarObject, OrderingTombstone, Principal
 
 PARSED_CACHE_SIZE = 4096

@@ -2,7 +2,7 @@
 
 One token per (local principal, UID, outside party), the same for every message about
 that event to that party, its lifetime extended by each new message. Knows nothing of
-mail; the addresses that carry a token are ``gateway.core.replyaddress``'s.
+mail; the addresses that carry a token are ``gateway.core.mail.replyaddress``'s.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from icalendar import Calendar
 
-from gateway.core.ical import components_of, organizer_identities
+from gateway.core.calendar.ical import components_of, organizer_identities
 from gateway.core.itip import merge, replies
 from gateway.core.itip.plan import build_refresh
 from gateway.core.itip.types import ApplyResult, Recipient, Stored, unchanged

@@ -13,14 +13,14 @@ from datetime import datetime
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import as_uri, normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     copy_calendar,
     copy_component,
     find_attendee,
     partstat_of,
     sequence_of,
 )
-from gateway.core.instances import exdate_keys
+from gateway.core.calendar.instances import exdate_keys
 from gateway.core.itip.compose import compose_message, reply_component
 from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,

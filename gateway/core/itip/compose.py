@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from icalendar import Calendar, Component, Timezone, vCalAddress
 
 from gateway.core.addresses import as_uri
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     copy_component,
     dt_value,
     find_attendee,
@@ -23,7 +23,7 @@ from gateway.core.ical import (
     timezones_of,
     uid_of,
 )
-from gateway.core.instances import MASTER, has_recurrence
+from gateway.core.calendar.instances import MASTER, has_recurrence
 from gateway.core.itip.resource import (
     PlanError,
     SchedulingObject,

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     components_of,
     copy_component,
     find_attendee,
@@ -21,7 +21,7 @@ from gateway.core.ical import (
     start_of,
     version_of,
 )
-from gateway.core.instances import (
+from gateway.core.calendar.instances import (
     MASTER,
     add_date_value,
     date_values,

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from icalendar import Calendar
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     CalendarError,
     attendees_of,
     components_of,
@@ -29,10 +29,10 @@ from gateway.core.ical import (
     parse_calendar,
     uid_of,
 )
-from gateway.core.icalvalues import REASON as INVALID_VALUE
-from gateway.core.icalvalues import invalid_values
+from gateway.core.calendar.values import REASON as INVALID_VALUE
+from gateway.core.calendar.values import invalid_values
 from gateway.core.itip.validate import ItipError, resolve_method, validate_itip
-from gateway.core.mail import CalendarPart
+from gateway.core.mail.calendarparts import CalendarPart
 from gateway.core.model import Method, Outcome
 
 

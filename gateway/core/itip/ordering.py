@@ -21,8 +21,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from gateway.core.ical import Version
-from gateway.core.instances import MASTER
+from gateway.core.calendar.ical import Version
+from gateway.core.calendar.instances import MASTER
 
 
 class Order(StrEnum):

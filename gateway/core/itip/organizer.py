@@ -12,7 +12,7 @@ from datetime import datetime
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendee_properties,
     copy_calendar,
     copy_component,
@@ -21,7 +21,7 @@ from gateway.core.ical import (
     sequence_of,
     set_attendees,
 )
-from gateway.core.instances import MASTER, override_from_master
+from gateway.core.calendar.instances import MASTER, override_from_master
 from gateway.core.itip.compose import attendee_view, compose_message, in_order
 from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,

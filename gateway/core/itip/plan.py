@@ -14,7 +14,7 @@ from datetime import datetime
 from icalendar import Calendar
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import copy_calendar
+from gateway.core.calendar.ical import copy_calendar
 from gateway.core.itip.attendee import plan_attendee
 from gateway.core.itip.compose import build_refresh, build_reply, build_request
 from gateway.core.itip.organizer import plan_organizer

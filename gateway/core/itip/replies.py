@@ -14,7 +14,7 @@ from datetime import datetime
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import as_uri, normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
     copy_calendar,
@@ -24,7 +24,7 @@ from gateway.core.ical import (
     sequence_of,
     version_of,
 )
-from gateway.core.instances import MASTER, override_from_master, recurrence_key_of
+from gateway.core.calendar.instances import MASTER, override_from_master, recurrence_key_of
 from gateway.core.itip.ordering import Order, SchedulingState, compare
 from gateway.core.itip.plan import build_request
 from gateway.core.itip.types import (

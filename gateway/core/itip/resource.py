@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
     find_attendee,
@@ -21,7 +21,7 @@ from gateway.core.ical import (
     sequence_of,
     uid_of,
 )
-from gateway.core.instances import (
+from gateway.core.calendar.instances import (
     MASTER,
     add_date_value,
     instance_start,

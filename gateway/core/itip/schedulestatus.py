@@ -1,6 +1,6 @@
 """What the organizer's copy says about each delivery: the ATTENDEE's SCHEDULE-STATUS (RFC 6638 §3.2.9, §7.3).
 
-Sets the code on a copy; deciding which code a delivery earned is ``gateway.core.retry``'s job.
+Sets the code on a copy; deciding which code a delivery earned is ``gateway.core.mail.retry``'s job.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from enum import StrEnum
 from icalendar import Calendar, vCalAddress
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import attendee_properties, components_of, copy_calendar
+from gateway.core.calendar.ical import attendee_properties, components_of, copy_calendar
 from gateway.core.itip.resource import SCHEDULE_STATUS
 
 

@@ -16,8 +16,8 @@ from datetime import date, datetime, timedelta
 from icalendar import Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import attendee_properties, dt_value, start_of
-from gateway.core.instances import exdate_keys, instance_key, rrules_of
+from gateway.core.calendar.ical import attendee_properties, dt_value, start_of
+from gateway.core.calendar.instances import exdate_keys, instance_key, rrules_of
 
 # Changes that question every attendee's answer (RFC 5546 §2.1.4, RFC 5545 §3.8.7.4).
 RESETTING_PROPERTIES = ("DTSTART", "DTEND", "DURATION", "DUE", "RRULE", "RDATE", "EXDATE", "STATUS")

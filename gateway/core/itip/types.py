@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     components_of,
     copy_component,
     find_attendee,
@@ -14,7 +14,7 @@ from gateway.core.ical import (
     organizer_of,
     timezones_of,
 )
-from gateway.core.instances import recurrence_key_of
+from gateway.core.calendar.instances import recurrence_key_of
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.model import Outcome, OutgoingMessage
 

@@ -15,10 +15,10 @@ from types import MappingProxyType
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import attendee_properties, components_of, dt_value, uid_of
-from gateway.core.instances import recurrence_key_of
+from gateway.core.calendar.ical import attendee_properties, components_of, dt_value, uid_of
+from gateway.core.calendar.instances import recurrence_key_of
 from gateway.core.model import Method, NamedError
-from gateway.core.recurrence import recurrence_limit
+from gateway.core.calendar.recurrence import recurrence_limit
 
 MAX_COMPONENTS = 1000  # scheduling components in one message
 MAX_ATTENDEES = 5000  # ATTENDEE properties in one component

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from gateway.core.addresses import domain_of
-from gateway.core.mimetree import TOO_DEEP, TOO_MANY_PARTS
+from gateway.core.mail.mimetree import TOO_DEEP, TOO_MANY_PARTS
 from gateway.core.model import Kind
-from gateway.core.patterns import Glob
+from gateway.core.trust.patterns import Glob
 
 
 class Auth(StrEnum):

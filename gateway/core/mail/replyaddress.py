@@ -15,9 +15,9 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from icalendar import Calendar, Component, vRecur
 
-from gateway.core.ical import components_of, duration_of, start_of
-from gateway.core.instances import date_values, rrules_of
-from gateway.core.rrules import rule_of
+from gateway.core.calendar.ical import components_of, duration_of, start_of
+from gateway.core.calendar.instances import date_values, rrules_of
+from gateway.core.calendar.rrules import rule_of
 
 TOKEN_GRACE = timedelta(days=30)  # late answers and late bounces still find their event
 _TOKEN = r"[a-z2-7]{16,40}"

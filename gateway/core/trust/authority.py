@@ -4,10 +4,10 @@ Decides from data only whether one of the mail's authenticated addresses stands 
 iTIP role the method needs (``decide_authority``, ``authorize_itip``): the organizer for
 PUBLISH, REQUEST, ADD, CANCEL and DECLINECOUNTER, the attendee named for REPLY, COUNTER
 and REFRESH. Which addresses are authenticated, and by what (DKIM, SPF, DMARC, reply
-tokens, configured calendar relays), is ``gateway.core.evidence``'s to say; finding the
+tokens, configured calendar relays), is ``gateway.core.trust.evidence``'s to say; finding the
 evidence is the caller's job. A ``From:`` that merely equals the role is not enough
 (INTEROP rule 10). Not for verifying signatures (``gateway.mailauth``), nor for choosing
-what becomes of an unauthenticated message (``gateway.core.policy``).
+what becomes of an unauthenticated message (``gateway.core.trust.policy``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from enum import StrEnum
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.evidence import (
+from gateway.core.trust.evidence import (
     Mechanism,
     Relay,
     Role,
@@ -27,10 +27,10 @@ from gateway.core.evidence import (
     Verified,
     authenticated_identities,
 )
-from gateway.core.ical import attendee_properties, components_of
+from gateway.core.calendar.ical import attendee_properties, components_of
 from gateway.core.itip.messages import ItipMessage
 from gateway.core.model import Method
-from gateway.core.policy import AUTHENTICATED, Auth
+from gateway.core.trust.policy import AUTHENTICATED, Auth
 
 ORGANIZER_METHODS = frozenset(
     {Method.PUBLISH, Method.REQUEST, Method.ADD, Method.CANCEL, Method.DECLINECOUNTER}

@@ -1,12 +1,12 @@
 """Who a message is proven to come from: the mail's authenticated addresses and what proves each (RFC 7489 §3.1).
 
 From data only: DKIM signatures that verified (``gateway.mailauth``), trusted
-Authentication-Results (``gateway.core.authresults``), a reply token and the configured
+Authentication-Results (``gateway.core.trust.authresults``), a reply token and the configured
 calendar relays become ``SenderEvidence`` (``gather_evidence``), and the From, Sender and
 envelope addresses that evidence authenticates (``authenticated_identities``). DKIM, SPF
 and DMARC vouch for a domain, not a person: whoever may send as bar.example may claim
 any address there. Not for verifying signatures, nor for deciding whether an address
-stands for the iTIP role a method needs (``gateway.core.authority``).
+stands for the iTIP role a method needs (``gateway.core.trust.authority``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from enum import StrEnum
 from publicsuffixlist import PublicSuffixList
 
 from gateway.core.addresses import domain_of, normalize_address
-from gateway.core.authresults import MethodResult, dkim_domain, domain_in, passing
-from gateway.core.patterns import Glob
+from gateway.core.trust.authresults import MethodResult, dkim_domain, domain_in, passing
+from gateway.core.trust.patterns import Glob
 
 # The Public Suffix List as the publicsuffixlist package ships it, read once at import from
 # its own data file (no network, no update at run time). Its private section counts: each

@@ -26,14 +26,14 @@ from typing import Protocol
 from icalendar import Calendar
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     components_of,
     method_of,
     serialize_calendar,
 )
-from gateway.core.imippeople import display_name
-from gateway.core.imiptext import MailText, describe_message
-from gateway.core.mimewriter import (
+from gateway.core.imip.people import display_name
+from gateway.core.imip.text import MailText, describe_message
+from gateway.core.mail.mimewriter import (
     Multipart,
     Part,
     address_header,
@@ -42,7 +42,7 @@ from gateway.core.mimewriter import (
     write_message,
 )
 from gateway.core.model import OutgoingMessage
-from gateway.core.wording import Translator, one_line, resolve_zone
+from gateway.core.imip.wording import Translator, one_line, resolve_zone
 
 TEXT_TEMPLATE = "imip.txt"
 HTML_TEMPLATE = "imip.html"

@@ -11,8 +11,8 @@ from datetime import date, datetime, tzinfo
 
 from icalendar import Calendar, Component
 
-from gateway.core.ical import components_of, duration_of, find_attendee, start_of
-from gateway.core.instances import (
+from gateway.core.calendar.ical import components_of, duration_of, find_attendee, start_of
+from gateway.core.calendar.instances import (
     MASTER,
     date_values,
     instance_key,
@@ -23,7 +23,7 @@ from gateway.core.instances import (
 )
 from gateway.core.itip.resource import is_cancelled
 from gateway.core.itip.significance import diff_components
-from gateway.core.wording import (
+from gateway.core.imip.wording import (
     Translator,
     describe_dates,
     describe_rule,

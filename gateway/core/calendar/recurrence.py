@@ -3,7 +3,7 @@
 Recurrences are expanded in the wall-clock time of each event's own zone (RFC 5545
 §3.8.5), fast enough to scan a whole calendar per request; ``read_times`` is the part of
 the work a store can keep with each parsed object. The rules themselves are
-``gateway.core.rrules``. Reads no clock, stores nothing.
+``gateway.core.calendar.rrules``. Reads no clock, stores nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any, TypeVar, cast
 from icalendar import Calendar, Component
 
 from gateway.core.checkpoint import checkpoint
-from gateway.core.ical import dt_value, uid_of
-from gateway.core.instances import (
+from gateway.core.calendar.ical import dt_value, uid_of
+from gateway.core.calendar.instances import (
     date_values,
     instance_key,
     recurrence_id_of,
     recurrence_key_of,
     rrules_of,
 )
-from gateway.core.rrules import (
+from gateway.core.calendar.rrules import (
     MAX_COUNT, MAX_INSTANCES,
     GeneralRule,
     Periodic,

@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 from icalendar import Component
 from icalendar.prop import vRecur
 
-from gateway.core.ical import as_utc, copy_component, dt_value, duration_of, start_of
+from gateway.core.calendar.ical import as_utc, copy_component, dt_value, duration_of, start_of
 
 MASTER = ""  # the instance key of a master component (no RECURRENCE-ID)
 

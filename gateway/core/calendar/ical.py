@@ -19,7 +19,7 @@ from dateutil import parser as dateparser
 from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
-from gateway.core.icalvalues import normalize_values
+from gateway.core.calendar.values import normalize_values
 from gateway.core.model import NamedError
 
 SCHEDULING_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from icalendar import Calendar
 
-from gateway.core.ical import CalendarError, components_of, merge_calendars, parse_calendar, uid_of
-from gateway.core.icalvalues import REASON as INVALID_VALUE
-from gateway.core.icalvalues import invalid_values
+from gateway.core.calendar.ical import CalendarError, components_of, merge_calendars, parse_calendar, uid_of
+from gateway.core.calendar.values import REASON as INVALID_VALUE
+from gateway.core.calendar.values import invalid_values
 
 REQUIRED = ("UID", "DTSTAMP")  # RFC 5545 §3.6.1–§3.6.4: in every scheduling component
 

@@ -17,8 +17,8 @@ from email.message import Message
 from email.policy import Policy, compat32
 from typing import Any
 
-from gateway.core.charsets import decode_bytes, decode_transfer
-from gateway.core.mailheaders import content_type_of, param_of, raw_header
+from gateway.core.mail.charsets import decode_bytes, decode_transfer
+from gateway.core.mail.headers import content_type_of, param_of, raw_header
 from gateway.core.model import NamedError
 
 TOO_MANY_PARTS = "mime-too-many-parts"

@@ -6,7 +6,7 @@ it has no COUNT. Every answer is bounded: at most ``MAX_INSTANCES`` starts per w
 a COUNT rule is walked at most ``MAX_COUNT`` steps. A sub-daily rule with BY parts (dateutil
 steps through every second of the day to filter one) is not expanded at all:
 ``expansion_refusal`` says why, and the message validation holds such mail.
-Knows nothing of components, zones beyond UNTIL, or busy time: that is ``gateway.core.recurrence``.
+Knows nothing of components, zones beyond UNTIL, or busy time: that is ``gateway.core.calendar.recurrence``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Busy time follows RFC 4791 §7.10 and RFC 6638 §3.2: transparent and cancelled
 occurrences are free, tentative ones and those the principal has not answered are
 BUSY-TENTATIVE, and declined ones are free. The reply to a free/busy request is RFC 5546
-§3.3.2. The occurrences themselves come from ``gateway.core.recurrence``. Reads no
+§3.3.2. The occurrences themselves come from ``gateway.core.calendar.recurrence``. Reads no
 clock, stores nothing.
 """
 
@@ -19,7 +19,7 @@ from operator import itemgetter
 from icalendar import Calendar, Component, FreeBusy, vCalAddress, vPeriod
 
 from gateway.core.addresses import as_uri, normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendees_of,
     components_of,
     dt_value,
@@ -29,7 +29,7 @@ from gateway.core.ical import (
     uid_of,
 )
 from gateway.core.model import NamedError, PartStat
-from gateway.core.recurrence import (
+from gateway.core.calendar.recurrence import (
     Found,
     ObjectTimes,
     Span,

@@ -13,7 +13,7 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses
 
 from gateway.core.addresses import normalize_address
-from gateway.core.charsets import decode_base64, to_text
+from gateway.core.mail.charsets import decode_base64, to_text
 
 _HEADER_FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")

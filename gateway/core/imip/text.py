@@ -17,15 +17,15 @@ from enum import StrEnum
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import (
+from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
     duration_of,
     find_attendee,
     start_of,
 )
-from gateway.core.imipchanges import describe_changes
-from gateway.core.imippeople import (
+from gateway.core.imip.changes import describe_changes
+from gateway.core.imip.people import (
     Person,
     attendee_list,
     display_name,
@@ -33,11 +33,11 @@ from gateway.core.imippeople import (
     person_of,
     replier_of,
 )
-from gateway.core.instances import MASTER, date_values, recurrence_key_of, rrules_of
+from gateway.core.calendar.instances import MASTER, date_values, recurrence_key_of, rrules_of
 from gateway.core.itip.resource import is_cancelled
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.core.plainreply import answer_word
-from gateway.core.wording import (
+from gateway.core.mail.plainreply import answer_word
+from gateway.core.imip.wording import (
     Translator,
     describe_dates,
     describe_rule,

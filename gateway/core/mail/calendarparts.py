@@ -15,15 +15,15 @@ from datetime import datetime, timezone
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
-from gateway.core.bounces import (
+from gateway.core.mail.bounces import (
     EMBEDDED_MESSAGE_TYPES,
     failed_recipients,
     looks_like_bounce,
     report_actions,
     returned_message_id,
 )
-from gateway.core.charsets import NEWLINE
-from gateway.core.mailheaders import (
+from gateway.core.mail.charsets import NEWLINE
+from gateway.core.mail.headers import (
     addresses_of,
     filename_of,
     first_address_of,
@@ -35,7 +35,7 @@ from gateway.core.mailheaders import (
     message_ids_in,
     raw_header,
 )
-from gateway.core.mimetree import (
+from gateway.core.mail.mimetree import (
     DSN_TYPE,
     TOO_DEEP,
     TOO_MANY_PARTS,

@@ -16,14 +16,14 @@ from email.parser import HeaderParser
 from email.policy import compat32
 
 from gateway.core.addresses import normalize_address
-from gateway.core.charsets import NEWLINE, to_text
-from gateway.core.mailheaders import (
+from gateway.core.mail.charsets import NEWLINE, to_text
+from gateway.core.mail.headers import (
     content_type_of,
     message_id_in,
     param_of,
     raw_header,
 )
-from gateway.core.mimetree import DSN_TYPE, Node, children_of, payload_bytes
+from gateway.core.mail.mimetree import DSN_TYPE, Node, children_of, payload_bytes
 
 EMBEDDED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 

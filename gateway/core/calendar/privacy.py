@@ -12,7 +12,7 @@ from __future__ import annotations
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import attendee_properties, components_of, copy_calendar
+from gateway.core.calendar.ical import attendee_properties, components_of, copy_calendar
 
 KEPT = frozenset({
     "UID", "DTSTAMP", "SEQUENCE", "DTSTART", "DTEND", "DURATION", "DUE", "RRULE", "RDATE", "EXDATE",

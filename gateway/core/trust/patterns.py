@@ -2,7 +2,7 @@
 
 A pattern is written once and matched case-insensitively; the parsers refuse forms
 that would match more than they seem to (``*partner.example``). Not for deciding
-anything: the policy (``gateway.core.policy``) and the relays (``gateway.core.evidence``)
+anything: the policy (``gateway.core.trust.policy``) and the relays (``gateway.core.trust.evidence``)
 say what a match means.
 """
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from icalendar import Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
-from gateway.core.ical import attendee_properties, partstat_of
+from gateway.core.calendar.ical import attendee_properties, partstat_of
 from gateway.core.model import PartStat
-from gateway.core.wording import Translator, one_line
+from gateway.core.imip.wording import Translator, one_line
 
 MAX_NAME = 200
 
