@@ -6,7 +6,7 @@ fresh SQLite database (WAL, synchronous=FULL), runs the IMAP poller in a thread 
 processor applying the queue as the poller wakes it (as ``reefknot serve`` does), and
 times the backlog from start to the last message applied; for scale, it then times the
 poller alone taking the same backlog into an empty queue. The same messages then go
-through ``receive.ingest_message`` (intake row and apply in one commit each) on a second
+through ``processing.ingest_message`` (intake row and apply in one commit each) on a second
 database seeded identically. Both paths get the same envelope: no fixed recipients, so
 each message is applied for the local principals it names. Prints both rates and their
 ratio (target: the poller path at least 80% of the ingest path).
@@ -33,7 +33,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from gateway.config import ImapAccount  # noqa: E402
 from gateway.edges.imap import ImapPoller  # noqa: E402
-from gateway.service import receive  # noqa: E402
+from gateway.service import processing# noqa: E402
 from gateway.store.db import Database  # noqa: E402
 from gateway.store.intake import Envelope  # noqa: E402
 from gateway.store.schema import IntakeMessage  # noqa: E402
@@ -72,7 +72,7 @@ def drain(db: Database, account: ImapAccount, expected: int) -> tuple[float, flo
     started, cpu = time.perf_counter(), time.process_time()
     thread.start()
     while sum(states.values()) < expected:
-        receipts = receive.process_queued(db, NOW, limit=100)
+        receipts = processing.process_queued(db, NOW, limit=100)
         states.update(r.state.value for r in receipts)
         if not receipts:
             woken.wait(0.05)
@@ -109,7 +109,7 @@ def ingest(db: Database, messages: list[bytes]) -> tuple[float, float, Counter[s
     states: Counter[str] = Counter()
     started, cpu = time.perf_counter(), time.process_time()
     for raw in messages:
-        states[receive.ingest_message(db, raw, Envelope("", (), "ingest"), NOW).state.value] += 1
+        states[processing.ingest_message(db, raw, Envelope("", (), "ingest"), NOW).state.value] += 1
     return time.perf_counter() - started, time.process_time() - cpu, states
 
 

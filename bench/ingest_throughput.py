@@ -3,7 +3,7 @@
 Generates a mix for a few thousand local principals — new invitations (a third of them
 weekly series), updates, single-instance overrides, replies to local organizers,
 whole and per-instance cancels — and pushes every message through
-``receive.ingest_message`` (durable intake row, apply, inbox, ledger, one commit each,
+``processing.ingest_message`` (durable intake row, apply, inbox, ledger, one commit each,
 SQLite in WAL mode with synchronous=FULL). Prints messages/s, p50/p99 latency per
 message, and resident memory at checkpoints to show it stays flat. Beside it, in the same
 run, the rate of the required parts alone (``parts_floor``): the bound for this machine.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.core.calendar.ical import parse_calendar, serialize_calendar  # noqa: E402
 from gateway.core.mail.calendarparts import parse_mail  # noqa: E402
 from gateway.core.model import Kind  # noqa: E402
-from gateway.service import events, receive  # noqa: E402
+from gateway.service import events, processing# noqa: E402
 from gateway.store import directory  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
 from gateway.store.intake import Envelope  # noqa: E402
@@ -236,7 +236,7 @@ def main() -> None:
                 sizes += len(raw)
                 kinds[kind] += 1
                 t0 = time.perf_counter()
-                receipt = receive.ingest_message(db, raw, Envelope("bench@bar.example", tuple(recipients), "ingest"), NOW)
+                receipt = processing.ingest_message(db, raw, Envelope("bench@bar.example", tuple(recipients), "ingest"), NOW)
                 latencies.append(time.perf_counter() - t0)
                 busy += latencies[-1]
                 outcomes[receipt.state.value] += 1

@@ -1,7 +1,7 @@
 """``reefknot serve``: the listeners, the processors and the IMAP pollers in one process, until SIGTERM.
 
 Wiring and lifecycle only. The listeners and pollers make mail durable and wake the
-processors; a processor applies queued mail through ``receive.process_queued`` in a
+processors; a processor applies queued mail through ``processing.process_queued`` in a
 worker thread, at start, when woken, and every few seconds anyway (rows queued by
 other processes, or left claimed by one that crashed once their lease runs out).
 ``[processing] workers = 0`` makes a process that only takes mail in.
@@ -43,8 +43,8 @@ from gateway.edges.http import HttpFace
 from gateway.edges.sender import Sender
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
-from gateway.service.outbound import ComposerUnavailable, composer_for
-from gateway.service.receive import Receipt, process_queued, release_claims
+from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
+from gateway.service.processing import Receipt, process_queued, release_claims
 from gateway.service.trust import Trust, load_trust
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate

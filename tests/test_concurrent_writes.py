@@ -17,7 +17,7 @@ import pytest
 from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
 from gateway.core.model import Kind
 from gateway.service import events
-from gateway.service.receive import enqueue_message, process_queued
+from gateway.service.processing import enqueue_message, process_queued
 from gateway.store import calendars, directory, intake
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState

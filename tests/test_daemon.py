@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from gateway.core.calendar.ical import components_of, parse_calendar, uid_of
 from gateway.edges import sdnotify
-from gateway.service import receive
+from gateway.service import processing
 from gateway.store.db import Database
 from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
 from tests.cli import EVENT, Reefknot, write_event
@@ -260,9 +260,9 @@ def test_sigkill_under_load_loses_nothing_that_got_250_and_applies_nothing_twice
 
     # Rows claimed by a killed processor wait for their lease to run out; let that time pass.
     db = Database(sqlite_url)
-    later = datetime.now(timezone.utc) + receive.LEASE
+    later = datetime.now(timezone.utc) + processing.LEASE
     late = 0
-    while batch := receive.process_queued(db, later, 100):
+    while batch := processing.process_queued(db, later, 100):
         late += len(batch)
     print(f"accepted {len(sender.accepted)}, failures {sender.failures}, kills {kills}, late {late}")
     with db.transaction() as session:

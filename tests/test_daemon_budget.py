@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.cli import main
-from gateway.service import receive
+from gateway.service import processing
 from gateway.store import intake
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
@@ -142,11 +142,11 @@ def test_a_message_that_killed_its_processor_three_times_is_held_as_worker_crash
 ) -> None:
     intake_id = _queued(alice_db, "crasher")
     moment = NOW
-    for _ in range(receive.MAX_CLAIMS):  # each processor dies before recording anything; its lease runs out
+    for _ in range(processing.MAX_CLAIMS):  # each processor dies before recording anything; its lease runs out
         with alice_db.transaction() as session:
-            assert intake.claim_queued(session, moment, moment + receive.LEASE, 10) == [intake_id]
-        moment += receive.LEASE + timedelta(seconds=1)
-    (receipt,) = receive.process_queued(alice_db, moment)
+            assert intake.claim_queued(session, moment, moment + processing.LEASE, 10) == [intake_id]
+        moment += processing.LEASE + timedelta(seconds=1)
+    (receipt,) = processing.process_queued(alice_db, moment)
     assert (receipt.intake_id, receipt.state, receipt.reason) == (intake_id, IntakeState.HELD, "worker-crashed")
     (held,) = reefknot.json_lines("quarantine")
     assert (held["id"], held["reason"]) == (intake_id, "worker-crashed")
@@ -157,14 +157,14 @@ def test_a_processor_that_stops_gives_back_what_it_had_not_begun_without_countin
     alice_db: Database,
 ) -> None:
     ids = [_queued(alice_db, f"given-back-{n}") for n in range(3)]
-    for _ in range(receive.MAX_CLAIMS + 2):  # stopped again and again: never taken for a crash
+    for _ in range(processing.MAX_CLAIMS + 2):  # stopped again and again: never taken for a crash
         in_flight: set[int] = set()
-        assert receive.process_queued(alice_db, NOW, 10, stopping=lambda: True, in_flight=in_flight) == []
+        assert processing.process_queued(alice_db, NOW, 10, stopping=lambda: True, in_flight=in_flight) == []
         assert in_flight == set()
     stop = iter([False, True, True])  # asked before each message: go on with the first, then stop
-    receipts = receive.process_queued(alice_db, NOW, 10, stopping=lambda: next(stop))
+    receipts = processing.process_queued(alice_db, NOW, 10, stopping=lambda: next(stop))
     assert [r.intake_id for r in receipts] == ids[:1]  # the first begun, then it stopped
-    receipts = receive.process_queued(alice_db, NOW, 10)  # the rest at once, within the first claim's lease
+    receipts = processing.process_queued(alice_db, NOW, 10)  # the rest at once, within the first claim's lease
     assert [(r.intake_id, r.state) for r in receipts] == [(i, IntakeState.DONE) for i in ids[1:]]
     alice_db.dispose()
 

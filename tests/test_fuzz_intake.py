@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.service import receive
+from gateway.service import processing
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
 from tests.conftest import NOW
@@ -60,7 +60,7 @@ def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 
 
 def _ends_with_a_reason(db: Database, raw: bytes) -> None:
-    receipt = receive.ingest_message(db, raw, Envelope("erin@baz.example", LOCAL, "ingest"), NOW)
+    receipt = processing.ingest_message(db, raw, Envelope("erin@baz.example", LOCAL, "ingest"), NOW)
     assert receipt.reason != "processing-failed", raw[:2000]
     assert receipt.state in (IntakeState.DONE, IntakeState.IGNORED, IntakeState.HELD)
     assert receipt.state is IntakeState.DONE or receipt.reason

@@ -26,7 +26,7 @@ from gateway.config import ConfigError, ImapAccount
 from gateway.core.mail.headers import message_id_field
 from gateway.edges import imap
 from gateway.edges.imap import ImapPoller, uid_set
-from gateway.service import receive
+from gateway.service import processing
 from gateway.store import directory
 from gateway.store.db import Database
 from gateway.store.mailboxes import (
@@ -127,7 +127,7 @@ def invitation(name: str, *, return_path: str = "") -> bytes:
 
 def applied(db: Database) -> list[tuple[str, str]]:
     """Apply what is queued; then every (UID, outcome) line in the inboxes, sorted."""
-    while receive.process_queued(db, NOW):
+    while processing.process_queued(db, NOW):
         pass
     with db.transaction() as session:
         return sorted((uid, outcome) for uid, outcome in session.execute(select(InboxEntry.uid, InboxEntry.outcome)))

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gateway.service import mailflow, receive
+from gateway.service import inbound, processing
 from gateway.store.intake import Envelope, IntakeState
 from gateway.store.writers import WriteGate
 from tests.cli import Reefknot, imip_mail
@@ -230,16 +230,16 @@ def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
     def broken(*args: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(mailflow, "_process_mail", broken)
+    monkeypatch.setattr(inbound, "_process_mail", broken)
     envelope = Envelope("carol@bar.example", ("alice@foo.example",), "ingest")
-    receipt = receive.ingest_message(db, b"Subject: x\r\n\r\n", envelope, NOW)  # type: ignore[arg-type]
+    receipt = processing.ingest_message(db, b"Subject: x\r\n\r\n", envelope, NOW)  # type: ignore[arg-type]
     assert (receipt.state, receipt.reason) == (IntakeState.QUEUED, "processing-failed")
-    for attempt in range(1, receive.MAX_ATTEMPTS):
-        (retried,) = receive.process_queued(db, NOW + receive.LEASE * attempt + timedelta(seconds=1))  # type: ignore[arg-type]
+    for attempt in range(1, processing.MAX_ATTEMPTS):
+        (retried,) = processing.process_queued(db, NOW + processing.LEASE * attempt + timedelta(seconds=1))  # type: ignore[arg-type]
     assert (retried.state, retried.reason) == (IntakeState.HELD, "processing-failed")
 
     monkeypatch.undo()
-    released = receive.release_held(db, receipt.intake_id, NOW)  # type: ignore[arg-type]
+    released = processing.release_held(db, receipt.intake_id, NOW)  # type: ignore[arg-type]
     assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
 
 
@@ -253,7 +253,7 @@ def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_ba
             return super().run(function, *args, urgent=urgent)
 
     for n in range(3):
-        receive.enqueue_message(db, f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"), NOW)  # type: ignore[arg-type]
-    receipts = receive.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
+        processing.enqueue_message(db, f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"), NOW)  # type: ignore[arg-type]
+    receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
     assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.service import receive
+from gateway.service import processing
 from gateway.store import calendars, directory, inbox
 from gateway.store.db import Database
 from gateway.store.intake import Envelope, IntakeState
@@ -48,7 +48,7 @@ def _expected_state(case: dict[str, object]) -> tuple[IntakeState, str | None]:
 def test_fixture_ends_where_its_manifest_says(corpus_db: Database, name: str) -> None:
     case = MANIFEST[name]
     raw = (MAIL / name).read_bytes()
-    receipt = receive.ingest_message(corpus_db, raw, Envelope("", LOCAL, "ingest"), NOW)
+    receipt = processing.ingest_message(corpus_db, raw, Envelope("", LOCAL, "ingest"), NOW)
     state, reason = _expected_state(case)
     assert receipt.state is state
     assert reason is None or receipt.reason == reason

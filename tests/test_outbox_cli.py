@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar
 from gateway.mailauth import DkimSigner
-from gateway.service import outbound
+from gateway.service import delivery_attempts
 from tests.cli import Reefknot, write_event
 from tests.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink
 from tests.sink import Sink, smtp_peer
@@ -42,7 +42,7 @@ def configure(tmp_path: Path, database_url: str, port: int, capsys: pytest.Captu
 def reefknot(
     database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Reefknot:
-    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    monkeypatch.setattr(delivery_attempts, "composer_for", lambda config: compose)
     run = configure(tmp_path, database_url, peer.port, capsys)
     run("users", "add", "alice@foo.example", "--name", "Alice")
     return run
@@ -155,7 +155,7 @@ def test_flush_refuses_to_start_without_a_usable_signing_key_and_leaves_the_queu
 def test_flush_is_a_temporary_failure_while_the_database_is_unavailable(
     tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    monkeypatch.setattr(delivery_attempts, "composer_for", lambda config: compose)
     run = configure(tmp_path, f"postgresql+psycopg://postgres@{LOOPBACK}:{free_port()}/reefknot", peer.port, capsys)
     run("outbox", "flush", expect=75)
 
@@ -163,7 +163,7 @@ def test_flush_is_a_temporary_failure_while_the_database_is_unavailable(
 def test_flush_against_postfix_smtp_sink_shows_a_refusing_relay_as_deferred_then_delivers(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbound, "composer_for", lambda config: compose)
+    monkeypatch.setattr(delivery_attempts, "composer_for", lambda config: compose)
     try:
         refusing = smtp_sink(soft_reject=["rcpt"])
         sink = refusing.__enter__()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.config import load_config
 from gateway.mailauth import DkimSigner, KeyResolver
-from gateway.service import receive
+from gateway.service import processing
 from gateway.service.trust import load_trust
 from gateway.store import directory, inbox
 from gateway.store.db import Database
@@ -249,7 +249,7 @@ def test_the_shipped_google_relay_speaks_for_a_shared_calendar_organizer(
                f'MIME-Version: 1.0\nContent-Type: text/calendar; method=REQUEST; charset="utf-8"\n\n{text}'.encode())
     raw = signer.sign(raw) if signed else raw
 
-    receive.ingest_message(db, raw, Envelope(envelope, (ALICE,), "ingest"), NOW, trust)
+    processing.ingest_message(db, raw, Envelope(envelope, (ALICE,), "ingest"), NOW, trust)
 
     with db.transaction() as session:
         assert [(e.outcome, e.reason) for e in inbox.list_entries(session, alice.id)] == [expected]

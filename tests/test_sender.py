@@ -24,7 +24,7 @@ from gateway.core.model import Kind
 from gateway.core.mail.replyaddress import TokenAddress, read_token_address
 from gateway.edges.sender import Sender
 from gateway.service import events
-from gateway.service.outbound import SendResult
+from gateway.service.delivery_attempts import SendResult
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState

@@ -34,7 +34,7 @@ from gateway.edges.imap_session import (
     shutdown,
     uid_set,
 )
-from gateway.service.receive import enqueue_from_mailbox
+from gateway.service.processing import enqueue_from_mailbox
 from gateway.store.db import Database
 from gateway.store.intake import Envelope
 from gateway.store.mailboxes import (

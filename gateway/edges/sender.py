@@ -1,7 +1,7 @@
 """The sender: takes due rows from the outbox, composes each, hands it to the smarthost, records the result.
 
 A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
-session (``relay``) and records every attempt through ``gateway.service.outbound``, which
+session (``relay``) and records every attempt through ``gateway.service.delivery_attempts``, which
 decides sent, deferred or failed. ``run`` makes passes until stopped: when poked, and
 every few seconds anyway; ``flush`` goes once through the whole queue, backoff or not. Database work runs in worker threads (behind the SQLite write
 gate when one is given), so the event loop keeps serving. A row that cannot be composed
@@ -21,8 +21,8 @@ from gateway.config import Config
 from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
 from gateway.edges.waiting import wait_any
-from gateway.service import outbound
-from gateway.service.outbound import Compose, SendResult
+from gateway.service import delivery_attempts
+from gateway.service.delivery_attempts import Compose, SendResult
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
 from gateway.store.writers import WriteGate
@@ -48,7 +48,7 @@ class Sender:
         self.compose = compose
         self.clock = clock
         self.gate = gate
-        self.policy = outbound.retry_policy(config)
+        self.policy = delivery_attempts.retry_policy(config)
         self.password = read_password(config.outbound)
         self._wake = asyncio.Event()
 
@@ -59,7 +59,7 @@ class Sender:
     async def send_due(self, limit: int = BATCH) -> list[SendResult]:
         """One pass: up to ``limit`` rows due now, each attempted once and recorded."""
         now = self.clock()
-        rows = await self._store(outbound.claim_due, self.db, now, self._lease(now, limit), limit)
+        rows = await self._store(delivery_attempts.claim_due, self.db, now, self._lease(now, limit), limit)
         return await self._send_claimed(rows)
 
     async def flush(self) -> list[SendResult]:
@@ -77,7 +77,7 @@ class Sender:
 
     async def _claim_queued(self, after_id: int) -> list[OutboxMessage]:
         now = self.clock()
-        return await self._store(outbound.claim_queued, self.db, now, self._lease(now, BATCH), BATCH, after_id)
+        return await self._store(delivery_attempts.claim_queued, self.db, now, self._lease(now, BATCH), BATCH, after_id)
 
     async def _send_claimed(self, rows: list[OutboxMessage]) -> list[SendResult]:
         if not rows:
@@ -104,7 +104,7 @@ class Sender:
 
     async def _send(self, relay: Relay, row: OutboxMessage) -> SendResult:
         attempt = await self._attempt(relay, row)
-        return await self._store(outbound.record_attempt, self.db, row.id, attempt, self.policy, self.clock())
+        return await self._store(delivery_attempts.record_attempt, self.db, row.id, attempt, self.policy, self.clock())
 
     async def _attempt(self, relay: Relay, row: OutboxMessage) -> Attempt:
         try:
@@ -112,7 +112,7 @@ class Sender:
         except Exception as error:
             log.debug("outbox %d %s: composing failed", row.id, row.message_id, exc_info=True)
             return Attempt(AttemptResult.UNCOMPOSABLE, " ".join(f"{type(error).__name__}: {error}".split()))
-        return await relay.send(outbound.envelope_sender(row, self.config.reply_domain), row.recipient, data)
+        return await relay.send(delivery_attempts.envelope_sender(row, self.config.reply_domain), row.recipient, data)
 
     def _lease(self, now: datetime, limit: int) -> datetime:
         """Long enough for a whole pass to run into every timeout; a crashed sender's rows wait this long."""

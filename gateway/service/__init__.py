@@ -1,6 +1,25 @@
 """Orchestration: the one place where the pure core meets the store.
 
-``mailflow`` applies mail from the intake queue, ``events`` serves the CLI/HTTP faces
-(put, reply, delete), and ``delivery`` hands the resulting messages to local principals
-or to the outbox. Each runs inside one database transaction per message.
+Mail in:
+- ``processing``: the intake queue's processors — make mail durable, claim it, process
+  each message within its budget, retry, hold, release;
+- ``inbound``: one message through the inbound pipeline — calendar parts, trust, and
+  each local recipient's calendar;
+- ``trust``: gathering the facts of who sent it (DKIM, Authentication-Results, the
+  directory) for the pure decision in ``gateway.core.trust``;
+- ``routing``: whom a message is for, by address, alias or reply token;
+- ``plain_answers``: a plain-email "accept"/"decline"/"maybe" as the attendee's REPLY;
+- ``bounce_reports``: a bounce of Reefknot's own mail failing its delivery.
+
+Changes and answers:
+- ``events``: a local principal's own edits (put, reply, delete), for the CLI and HTTP faces;
+- ``rooms``: rooms and resources answering their invitations;
+- ``freebusy``: busy time from the store, and the answer to a VFREEBUSY request;
+- ``itip_delivery``: handing the resulting iTIP messages to local principals or to the outbox.
+
+Mail out:
+- ``delivery_attempts``: claiming due outbox rows, composing each, recording every attempt
+  with its SCHEDULE-STATUS.
+
+Each change runs inside one database transaction per message.
 """

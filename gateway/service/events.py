@@ -39,7 +39,7 @@ from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.model import NamedError, OutgoingMessage, PartStat
 from gateway.core.calendar.recurrence import recurrence_limit
-from gateway.service.delivery import Applied, deliver
+from gateway.service.itip_delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef

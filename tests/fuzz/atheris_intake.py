@@ -21,7 +21,7 @@ import atheris  # type: ignore[import-not-found]
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
-    from gateway.service import receive
+    from gateway.service import processing
     from gateway.store.intake import Envelope, IntakeState
     from tests.corpus_site import LOCAL, corpus_database
 
@@ -30,7 +30,7 @@ DB = corpus_database(Path(tempfile.mkdtemp(prefix="reefknot-fuzz-")), NOW)
 
 
 def test_one_input(data: bytes) -> None:
-    receipt = receive.ingest_message(DB, data, Envelope("erin@baz.example", LOCAL, "ingest"), NOW)
+    receipt = processing.ingest_message(DB, data, Envelope("erin@baz.example", LOCAL, "ingest"), NOW)
     if receipt.reason == "processing-failed":
         raise AssertionError(f"intake {receipt.intake_id}: processing failed on this input")
     if receipt.state is not IntakeState.DONE and not receipt.reason:

@@ -24,9 +24,9 @@ from gateway.core.model import Method, Outcome
 from gateway.core.trust.policy import Action, PrivateEvents
 from gateway.core.calendar.privacy import busy_only
 from gateway.service import freebusy, rooms, routing
-from gateway.service.answers import apply_plain_answer
-from gateway.service.bounced import record_bounce
-from gateway.service.delivery import apply_for, books_itself, deliver
+from gateway.service.plain_answers import apply_plain_answer
+from gateway.service.bounce_reports import record_bounce
+from gateway.service.itip_delivery import apply_for, books_itself, deliver
 from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust
 from gateway.store import calendars, directory, inbox, ledger

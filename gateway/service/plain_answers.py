@@ -18,7 +18,7 @@ from gateway.core.itip.resource import PlanError
 from gateway.core.mail.calendarparts import ParsedMail
 from gateway.core.model import Method, Outcome
 from gateway.core.mail.plainreply import first_line, read_plain_answer
-from gateway.service.delivery import apply_for, deliver
+from gateway.service.itip_delivery import apply_for, deliver
 from gateway.service.routing import Route
 from gateway.store import calendars, inbox, ledger
 

@@ -24,7 +24,7 @@ from gateway import deadline
 from gateway.core.mail.headers import message_id_field
 from gateway.core.model import Outcome
 from gateway.deadline import DeadlineExceeded
-from gateway.service.mailflow import OPEN_TRUST, Verdict, process_message
+from gateway.service.inbound import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database

@@ -25,7 +25,7 @@ from gateway.core.trust.evidence import aligned
 from gateway.core.itip.schedulestatus import ScheduleStatus
 from gateway.core.mail.calendarparts import BounceReport
 from gateway.core.model import Outcome
-from gateway.service import outbound
+from gateway.service import delivery_attempts
 from gateway.service.routing import Route
 from gateway.store import inbox, outbox
 from gateway.store.outbox import OutboxNotFound, OutboxState
@@ -68,7 +68,7 @@ def record_bounce(
         return UNAUTHENTICATED_BOUNCE
     if row.state in (OutboxState.QUEUED.value, OutboxState.SENT.value):
         outbox.mark_failed(row, now, f"bounced: {detail}")
-    outbound.update_schedule_status(session, row, ScheduleStatus.NOT_DELIVERED, now)
+    delivery_attempts.update_schedule_status(session, row, ScheduleStatus.NOT_DELIVERED, now)
     _record(session, route, row, sender, Outcome.BOUNCED, DELIVERY_FAILED, detail, intake_id, now)
     return DELIVERY_FAILED
 

@@ -27,7 +27,7 @@ from gateway.cli.base import (
 )
 from gateway.clock import utcnow
 from gateway.config import Config, ConfigError
-from gateway.service import outbound, receive
+from gateway.service import delivery_attempts, processing
 from gateway.store import intake, outbox
 from gateway.store.db import SchemaOutdated
 from gateway.store.intake import Envelope, IntakeState
@@ -53,7 +53,7 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
                    status="5.3.4")
     db = context.database()
     try:
-        receipt = receive.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust(),
+        receipt = processing.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust(),
                                          context.config.message_timeout)
     except OperationalError:
         raise
@@ -154,7 +154,7 @@ def outbox_drop(context: Context, outbox_id: int) -> None:
     """Give up on a queued or failed message; the organizer's copy of a queued one says 5.1."""
     with context.database().transaction() as session:
         row = outbox.get(session, outbox_id, states=(OutboxState.QUEUED, OutboxState.FAILED))
-        outbound.drop_message(session, row, utcnow())
+        delivery_attempts.drop_message(session, row, utcnow())
     click.echo(f"outbox {outbox_id}: dropped")
 
 
@@ -173,8 +173,8 @@ def outbox_flush(context: Context, as_json: bool) -> None:
 
     config = context.config
     try:
-        sender = Sender(config, context.database(), outbound.composer_for(config))
-    except (ConfigError, outbound.ComposerUnavailable) as error:
+        sender = Sender(config, context.database(), delivery_attempts.composer_for(config))
+    except (ConfigError, delivery_attempts.ComposerUnavailable) as error:
         raise Exit(EX_CONFIG, str(error)) from error
     results = asyncio.run(sender.flush())
     if as_json:
@@ -191,7 +191,7 @@ FLUSH_RESULTS = {OutboxState.SENT: "sent", OutboxState.QUEUED: "deferred", Outbo
                  OutboxState.DROPPED: "dropped"}
 
 
-def _send_record(result: outbound.SendResult) -> dict[str, Any]:
+def _send_record(result: delivery_attempts.SendResult) -> dict[str, Any]:
     return {
         "id": result.outbox_id, "recipient": result.recipient, "result": FLUSH_RESULTS[result.state],
         "detail": result.detail, "message_id": result.message_id,
@@ -200,7 +200,7 @@ def _send_record(result: outbound.SendResult) -> dict[str, Any]:
     }
 
 
-def _send_line(result: outbound.SendResult) -> str:
+def _send_line(result: delivery_attempts.SendResult) -> str:
     line = f"outbox {result.outbox_id} {result.recipient}: {FLUSH_RESULTS[result.state]}"
     if result.next_attempt_at is not None:
         line += f", next attempt {result.next_attempt_at.isoformat(timespec='seconds')}"
@@ -246,7 +246,7 @@ def quarantine_list(context: Context, as_json: bool, limit: int, after_id: int) 
 @guarded
 def quarantine_release(context: Context, intake_id: int) -> None:
     """Apply a held message as if the policy had accepted it."""
-    receipt = receive.release_held(context.database(), intake_id, utcnow(), context.trust(),
+    receipt = processing.release_held(context.database(), intake_id, utcnow(), context.trust(),
                                    context.config.message_timeout)
     reason = f" ({receipt.reason})" if receipt.reason else ""
     click.echo(f"intake {intake_id}: {receipt.state.value}{reason}")
@@ -258,5 +258,5 @@ def quarantine_release(context: Context, intake_id: int) -> None:
 @guarded
 def quarantine_drop(context: Context, intake_id: int) -> None:
     """Discard a held message."""
-    receive.drop_held(context.database(), intake_id, utcnow())
+    processing.drop_held(context.database(), intake_id, utcnow())
     click.echo(f"intake {intake_id}: dropped")
