@@ -38,9 +38,9 @@ from icalendar import Calendar
 from gateway.core.calendar.booking import Booking, BookingRules, booking_horizon, decide_booking
 from gateway.core.calendar.freebusy import BusyPeriod, busy_periods
 from gateway.core.calendar.ical import parse_calendar
+from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind
-from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.service import freebusy
 from gateway.store import calendars as stored_calendars
 from gateway.store import directory

@@ -33,7 +33,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from gateway.config import ImapAccount  # noqa: E402
 from gateway.edges.imap import ImapPoller  # noqa: E402
-from gateway.service import processing# noqa: E402
+from gateway.service import processing  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
 from gateway.store.intake import Envelope  # noqa: E402
 from gateway.store.schema import IntakeMessage  # noqa: E402

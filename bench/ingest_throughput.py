@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.core.calendar.ical import parse_calendar, serialize_calendar  # noqa: E402
 from gateway.core.mail.calendarparts import parse_mail  # noqa: E402
 from gateway.core.model import Kind  # noqa: E402
-from gateway.service import events, processing# noqa: E402
+from gateway.service import events, processing  # noqa: E402
 from gateway.store import directory  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
 from gateway.store.intake import Envelope  # noqa: E402

@@ -33,10 +33,10 @@ from icalendar import Calendar
 
 from gateway.core.calendar.booking import BookingRules, booking_horizon, decide_booking
 from gateway.core.calendar.freebusy import busy_periods
+from gateway.core.calendar.recurrence import occurrences
 from gateway.core.imip.changes import describe_changes
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.mail.calendarparts import CalendarPart
-from gateway.core.calendar.recurrence import occurrences
 from gateway.core.mail.replyaddress import token_expiry
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
+from gateway.core.calendar.ical import components_of, parse_calendar
+from gateway.core.itip.messages import ItipMessage, read_itip
+from gateway.core.mail.calendarparts import CalendarPart
+from gateway.core.model import Method
 from gateway.core.trust.authority import (
     NO_ATTENDEE,
     NO_ORGANIZER,
@@ -36,10 +40,6 @@ from gateway.core.trust.evidence import (
     gather_evidence,
     organizational_domain,
 )
-from gateway.core.calendar.ical import components_of, parse_calendar
-from gateway.core.itip.messages import ItipMessage, read_itip
-from gateway.core.mail.calendarparts import CalendarPart
-from gateway.core.model import Method
 from gateway.core.trust.patterns import address_pattern
 from gateway.core.trust.policy import Auth
 from gateway.relays import load_relays

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.message import EmailMessage
 
-import pytest
-
-from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
+from gateway.core.calendar.ical import components_of, find_attendee, partstat_of
+from gateway.core.mail.envelope import Envelope
 from gateway.core.model import Kind
 from gateway.service import events
-from gateway.service.processing import enqueue_message, process_queued
+from gateway.service.processing import process_queued, take_in
 from gateway.store import calendars, directory, intake
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 ALICE = "alice@foo.example"
@@ -83,7 +82,7 @@ def test_replies_applied_at_once_by_several_processes_are_all_on_the_organizers_
         events.put_event(session, directory.resolve(session, ALICE), _invitation(GUESTS), NOW)
     answers = {guest: ("ACCEPTED", "DECLINED", "TENTATIVE")[n % 3] for n, guest in enumerate(GUESTS)}
     for guest, partstat in answers.items():
-        enqueue_message(db, _reply_mail(guest, partstat), Envelope(guest, (ALICE,), "test"), NOW)
+        take_in(db, [(_reply_mail(guest, partstat), Envelope(guest, (ALICE,), "test"))], NOW)
 
     applied = _run_processes(database_url, processes=3, threads=2)
 

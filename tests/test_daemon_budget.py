@@ -21,10 +21,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.cli import main
+from gateway.core.mail.envelope import Envelope
 from gateway.service import processing
 from gateway.store import intake
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from tests.cli import Reefknot
 from tests.serve import ServeProcess, intake_rows, wait_until_processed, write_config
 from tests.servers import LOOPBACK

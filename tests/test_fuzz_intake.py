@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.mail.envelope import Envelope
 from gateway.service import processing
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from tests.conftest import NOW
 from tests.corpus_site import LOCAL, corpus_database
 from tests.corpus_site import MAIL as CORPUS

@@ -24,17 +24,13 @@ from sqlalchemy import func, select
 
 from gateway.config import ConfigError, ImapAccount
 from gateway.core.mail.headers import message_id_field
+from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.edges import imap
 from gateway.edges.imap import ImapPoller, uid_set
 from gateway.service import processing
 from gateway.store import directory
 from gateway.store.db import Database
-from gateway.store.mailboxes import (
-    MailboxKey,
-    MailboxPosition,
-    load_position,
-    save_position,
-)
+from gateway.store.mailboxes import load_position, save_position
 from gateway.store.schema import InboxEntry, IntakeMessage
 from tests.cli import EVENT
 from tests.conftest import NOW

@@ -20,12 +20,12 @@ from gateway.core.calendar.ical import (
     parse_calendar,
     serialize_calendar,
 )
-from gateway.core.imip.render import ImipMail, render_imip
 from gateway.core.calendar.instances import add_date_value
+from gateway.core.imip.render import ImipMail, render_imip
 from gateway.core.itip.compose import build_reply, build_request, compose_message
 from gateway.core.itip.plan import plan_itip
-from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.core.mail.plainreply import SUBJECT_MARKERS, read_plain_answer
+from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.templates import TemplateRenderer, shipped_languages, templates_dir_of
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)

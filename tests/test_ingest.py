@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from gateway.core.mail.envelope import Envelope
 from gateway.service import inbound, processing
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from gateway.store.writers import WriteGate
 from tests.cli import Reefknot, imip_mail
 from tests.conftest import NOW
@@ -253,7 +254,7 @@ def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_ba
             return super().run(function, *args, urgent=urgent)
 
     for n in range(3):
-        processing.enqueue_message(db, f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"), NOW)  # type: ignore[arg-type]
+        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"))], NOW)  # type: ignore[arg-type]
     receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
     assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]

@@ -72,3 +72,11 @@ def test_core_passes_strict_type_checking() -> None:
         capture_output=True, text=True, cwd=CORE.parent.parent, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_import_contracts_of_pyproject_hold() -> None:
+    """import-linter's contracts: a pure core, edges that reach the store only through the service, and the layers."""
+    command = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(command)], cwd=CORE.parent.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout

@@ -33,8 +33,8 @@ from gateway.service.trust import Trust
 from gateway.store import calendars, directory
 from gateway.store.db import Database
 from tests.cli import Reefknot, imip_mail
-from tests.test_freebusy import WINDOWS_ZONE
 from tests.servers import LOOPBACK, free_port
+from tests.test_freebusy import WINDOWS_ZONE
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)
 BASE = {

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
+from gateway.core.mail.envelope import Envelope
 from gateway.core.model import Outcome
 from gateway.store import directory, inbox, intake
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from tests.cli import Reefknot
 from tests.conftest import NOW
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.core.mail.envelope import Envelope
 from gateway.service import processing
 from gateway.store import calendars, directory, inbox
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from tests.conftest import NOW
 from tests.corpus_site import LOCAL, MAIL, corpus_database
 

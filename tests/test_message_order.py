@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.core.itip.ordering import SchedulingState
 from gateway.core.calendar.ical import Version
+from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
 from gateway.store import calendars, directory
 from gateway.store.db import Database

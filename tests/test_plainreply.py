@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.model import PartStat
 from gateway.core.mail.plainreply import KEYWORDS, answer_word, first_line, read_plain_answer
+from gateway.core.model import PartStat
 
 ACCEPTED, DECLINED, TENTATIVE = PartStat.ACCEPTED, PartStat.DECLINED, PartStat.TENTATIVE
 INVITATION = "Invitation: Planning @ Tue 7 Jul 2026 10:00–11:00 (CEST)"

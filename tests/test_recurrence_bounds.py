@@ -25,8 +25,8 @@ from gateway.core.calendar.recurrence import (
     read_times,
     recurrence_limit,
 )
-from gateway.core.mail.replyaddress import token_expiry
 from gateway.core.calendar.rrules import MAX_COUNT, MAX_INSTANCES, rule_of
+from gateway.core.mail.replyaddress import token_expiry
 from tests.cli import Reefknot, imip_mail
 
 ROOM = "room-r@foo.example"

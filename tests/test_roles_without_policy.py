@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.config import load_config
+from gateway.core.mail.envelope import Envelope
 from gateway.mailauth import DkimSigner, KeyResolver
 from gateway.service import processing
 from gateway.service.trust import load_trust
 from gateway.store import directory, inbox
 from gateway.store.db import Database
-from gateway.store.intake import Envelope
 from tests.cli import EVENT, Reefknot, imip_mail
 from tests.conftest import NOW
 from tests.serve import ServeProcess, crlf, wait_until_processed, write_config

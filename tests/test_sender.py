@@ -20,8 +20,8 @@ import pytest
 
 from gateway.config import Config, Listener, OutboundOptions
 from gateway.core.itip.schedulestatus import schedule_statuses
-from gateway.core.model import Kind
 from gateway.core.mail.replyaddress import TokenAddress, read_token_address
+from gateway.core.model import Kind
 from gateway.edges.sender import Sender
 from gateway.service import events
 from gateway.service.delivery_attempts import SendResult

@@ -21,11 +21,10 @@ from gateway.cli.base import (
     pass_context,
 )
 from gateway.clock import utcnow
-from gateway.core.calendar.export import export_objects
-from gateway.core.calendar.ical import serialize_calendar
+from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.model import Kind, PartStat
-from gateway.service import events, freebusy
-from gateway.store import calendars, directory, inbox
+from gateway.service import events, freebusy, publishing
+from gateway.store import directory, inbox
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +120,9 @@ def calendar() -> None:
 def calendar_export(context: Context, address: str, uid: str | None) -> None:
     """Print the principal's stored objects as one iCalendar stream; an invalid one is left out, with an error."""
     with context.database().transaction() as session:
-        texts = calendars.list_objects(session, context.principal(session, address).id, uid)
-    if uid is not None and not texts:
+        export = publishing.calendar_export(session, context.principal(session, address).id, uid)
+    if uid is not None and not export.left_out and not components_of(export.calendar):
         raise Exit(EX_DATAERR, f"{address} has no object {uid}")
-    export = export_objects(texts)
     for left_out in export.left_out:
         log.error("calendar export of %s left out %s", address, left_out.describe())
     if uid is not None and export.left_out:

@@ -27,10 +27,11 @@ from gateway.cli.base import (
 )
 from gateway.clock import utcnow
 from gateway.config import Config, ConfigError
+from gateway.core.mail.envelope import Envelope
 from gateway.service import delivery_attempts, processing
 from gateway.store import intake, outbox
 from gateway.store.db import SchemaOutdated
-from gateway.store.intake import Envelope, IntakeState
+from gateway.store.intake import IntakeState
 from gateway.store.outbox import OutboxState
 
 

@@ -14,10 +14,9 @@ import logging
 from concurrent.futures import Executor
 
 from gateway.clock import utcnow
-from gateway.core.mail.headers import message_id_field
-from gateway.store import intake
+from gateway.core.mail.envelope import Envelope
+from gateway.service.processing import take_in
 from gateway.store.db import Database
-from gateway.store.intake import Envelope
 from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
@@ -76,16 +75,7 @@ class GroupCommitter:
         return batch
 
     def _commit(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        messages = [(raw, envelope, message_id_field(raw)) for raw, envelope in items]
-
-        def write() -> list[int]:
-            with self.db.transaction() as session:
-                return intake.enqueue_many(session, messages, utcnow())
-
-        ids = self.gate.run(write, urgent=True)
-        for intake_id, (_, envelope, message_id) in zip(ids, messages):
-            log.info("intake %d %s: queued from %s", intake_id, message_id, envelope.source)
-        return ids
+        return self.gate.run(lambda: take_in(self.db, items, utcnow()), urgent=True)
 
 
 def _consume(future: asyncio.Future[int]) -> None:

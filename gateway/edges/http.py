@@ -26,12 +26,10 @@ from aiohttp import web
 from gateway import deadline
 from gateway.clock import utcnow
 from gateway.config import Listener
-from gateway.core.calendar.export import check_object, export_objects
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.deadline import DeadlineExceeded
-from gateway.service import freebusy
+from gateway.service import freebusy, publishing
 from gateway.service.trust import Trust
-from gateway.store import calendars, directory
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -108,28 +106,21 @@ class HttpFace:
         return reader
 
     def _published(self, addresses: list[str], start: datetime, end: datetime) -> str:
-        with self.db.reading() as session:
-            found = directory.resolve_many(session, addresses)
-            missing = [a for a in addresses if found.get(a.lower()) is None]
-            if missing or not addresses:
-                raise HttpError(404, f"no such calendar user: {', '.join(missing)}")
-            principals = [p for p in found.values() if p is not None]
-            published = freebusy.published(session, principals, start, end, self.clock())
-        problem = check_object(published)
-        if problem is not None:  # never hand a partner free/busy it cannot read
-            log.error("free/busy of %s is not valid iCalendar: %s", ", ".join(addresses), problem.describe())
-            raise HttpError(500, "free/busy could not be built")
-        return serialize_calendar(published)
+        try:
+            return serialize_calendar(publishing.freebusy_of(self.db, addresses, start, end, self.clock()))
+        except publishing.UnknownCalendarUser as error:
+            raise HttpError(404, f"no such calendar user: {error}") from error
+        except publishing.InvalidFreeBusy as error:  # never hand a partner free/busy it cannot read
+            log.error("free/busy of %s is not valid iCalendar: %s", ", ".join(addresses), error)
+            raise HttpError(500, "free/busy could not be built") from error
 
     def _calendar(self, address: str, token: str) -> str:
-        with self.db.reading() as session:
-            principal = directory.by_feed_token(session, address, token)
-            if principal is None:
-                raise HttpError(404, "no such calendar")
-            texts = calendars.list_objects(session, principal.id)
-        export = export_objects(texts)
+        try:
+            export = publishing.calendar_feed(self.db, address, token)
+        except publishing.UnknownCalendarUser as error:
+            raise HttpError(404, "no such calendar") from error
         for left_out in export.left_out:  # the rest of the calendar is still worth subscribing to
-            log.error("calendar feed of %s left out %s", principal.address, left_out.describe())
+            log.error("calendar feed of %s left out %s", address, left_out.describe())
         return serialize_calendar(export.calendar)
 
     async def _run(self, function: Callable[..., str], *args: Any) -> str:

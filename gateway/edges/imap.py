@@ -27,6 +27,8 @@ from imapclient import IMAPClient
 
 from gateway.clock import utcnow
 from gateway.config import ImapAccount
+from gateway.core.mail.envelope import Envelope
+from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.edges.imap_session import (
     ensure_folder,
     open_connection,
@@ -34,16 +36,9 @@ from gateway.edges.imap_session import (
     shutdown,
     uid_set,
 )
-from gateway.service.processing import enqueue_from_mailbox
+from gateway.service import polled_mailboxes
+from gateway.service.processing import take_in
 from gateway.store.db import Database
-from gateway.store.intake import Envelope
-from gateway.store.mailboxes import (
-    MailboxKey,
-    MailboxLock,
-    MailboxPosition,
-    load_position,
-    save_position,
-)
 
 log = logging.getLogger(__name__)
 SOURCE = "imap"
@@ -90,7 +85,7 @@ class ImapPoller:
         self.wake = wake
         self.clock = clock
         self.key = MailboxKey(account.host, account.username, account.folder)
-        self.lock = MailboxLock(db.engine, self.key)
+        self.lock = polled_mailboxes.lock_for(db, self.key)
         self._client: IMAPClient | None = None
         self._position = MailboxPosition()
         self._processed = account.processed_folder
@@ -174,18 +169,13 @@ class ImapPoller:
         self._move_taken()
 
     def _check_uidvalidity(self, uidvalidity: int) -> MailboxPosition:
-        with self.db.transaction() as session:
-            stored = load_position(session, self.key)
-            if stored.uidvalidity == uidvalidity:
-                return stored
-            if stored.uidvalidity:
-                log.warning(
-                    "%s: UIDVALIDITY changed from %d to %d (last UID was %d): taking every message in the folder",
-                    self.account.name, stored.uidvalidity, uidvalidity, stored.last_uid,
-                )
-            position = MailboxPosition(uidvalidity, 0)
-            save_position(session, self.key, position, self.clock())
-            return position
+        position, before = polled_mailboxes.position_under(self.db, self.key, uidvalidity, self.clock())
+        if before.uidvalidity and before.uidvalidity != uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY changed from %d to %d (last UID was %d): taking every message in the folder",
+                self.account.name, before.uidvalidity, uidvalidity, before.last_uid,
+            )
+        return position
 
     def _drop_connection(self) -> None:
         client, self._client = self._client, None
@@ -243,7 +233,7 @@ class ImapPoller:
         return len(present)
 
     def _commit(self, messages: list[tuple[bytes, Envelope]], position: MailboxPosition) -> list[int]:
-        return enqueue_from_mailbox(self.db, self.key, position, messages, self.clock())
+        return take_in(self.db, messages, self.clock(), mailbox=(self.key, position))
 
     def _envelope(self, raw: bytes) -> Envelope:
         return Envelope(return_path_of(raw), self.account.recipients, SOURCE)

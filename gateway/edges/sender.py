@@ -22,9 +22,8 @@ from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
 from gateway.edges.waiting import wait_any
 from gateway.service import delivery_attempts
-from gateway.service.delivery_attempts import Compose, SendResult
+from gateway.service.delivery_attempts import Compose, OutboxMessage, SendResult
 from gateway.store.db import Database
-from gateway.store.schema import OutboxMessage
 from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)

@@ -34,10 +34,10 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.clock import utcnow
 from gateway.config import IntakeOptions, Listener, Network
+from gateway.core.mail.envelope import Envelope
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.service import routing
 from gateway.store.db import Database
-from gateway.store.intake import Envelope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

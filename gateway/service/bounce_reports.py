@@ -21,10 +21,10 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from gateway.core.addresses import domain_of
-from gateway.core.trust.evidence import aligned
 from gateway.core.itip.schedulestatus import ScheduleStatus
 from gateway.core.mail.calendarparts import BounceReport
 from gateway.core.model import Outcome
+from gateway.core.trust.evidence import aligned
 from gateway.service import delivery_attempts
 from gateway.service.routing import Route
 from gateway.store import inbox, outbox

@@ -29,9 +29,9 @@ from gateway.core.itip.schedulestatus import (
     supersedes,
 )
 from gateway.core.itip.types import Stored
-from gateway.core.model import Method, OutgoingMessage
 from gateway.core.mail.replyaddress import bounce_address, reply_address
 from gateway.core.mail.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
+from gateway.core.model import Method, OutgoingMessage
 from gateway.mailauth import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database

@@ -27,18 +27,18 @@ from gateway.core.calendar.ical import (
     timezones_of,
     uid_of,
 )
-from gateway.core.calendar.values import REASON as INVALID_VALUE
-from gateway.core.calendar.values import invalid_values
 from gateway.core.calendar.instances import (
     MASTER,
     instance_key,
     override_from_master,
     recurrence_key_of,
 )
+from gateway.core.calendar.recurrence import recurrence_limit
+from gateway.core.calendar.values import REASON as INVALID_VALUE
+from gateway.core.calendar.values import invalid_values
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.model import NamedError, OutgoingMessage, PartStat
-from gateway.core.calendar.recurrence import recurrence_limit
 from gateway.service.itip_delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars

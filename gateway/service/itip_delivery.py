@@ -16,8 +16,8 @@ from gateway.core.addresses import domain_of
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.types import ApplyResult, Recipient, Stored
-from gateway.core.model import Method, OutgoingMessage
 from gateway.core.mail.replyaddress import token_expiry
+from gateway.core.model import Method, OutgoingMessage
 from gateway.service import rooms
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars, directory, inbox, outbox, replytokens

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.resource import PlanError
 from gateway.core.mail.calendarparts import ParsedMail
-from gateway.core.model import Method, Outcome
 from gateway.core.mail.plainreply import first_line, read_plain_answer
+from gateway.core.model import Method, Outcome
 from gateway.service.itip_delivery import apply_for, deliver
 from gateway.service.routing import Route
 from gateway.store import calendars, inbox, ledger

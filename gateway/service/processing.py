@@ -21,15 +21,16 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from gateway import deadline
+from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.headers import message_id_field
+from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.core.model import Outcome
 from gateway.deadline import DeadlineExceeded
 from gateway.service.inbound import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database
-from gateway.store.intake import Envelope, IntakeNotFound, IntakeState, Queued
-from gateway.store.mailboxes import MailboxKey, MailboxPosition
+from gateway.store.intake import IntakeNotFound, IntakeState, Queued
 from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
@@ -49,44 +50,46 @@ class Receipt:
     reason: str = ""
 
 
+def take_in(
+    db: Database,
+    messages: Sequence[tuple[bytes, Envelope]],
+    now: datetime,
+    *,
+    mailbox: tuple[MailboxKey, MailboxPosition] | None = None,
+) -> list[int]:
+    """Make messages durable in one commit: the one door into the intake queue. Their intake ids.
+
+    The listeners call it for each group commit; the IMAP poller with its mailbox's new
+    position, which is saved in the same commit, so that once this returns the messages
+    are queued and will not be taken from the mailbox again (their UIDs are at most
+    ``position.last_uid``): only then may the poller move them out of the folder.
+    """
+    with db.transaction() as session:
+        queued = _enqueue(session, messages, now)
+        if mailbox is not None:
+            mailboxes.save_position(session, *mailbox, now)
+    for message, (_raw, envelope) in zip(queued, messages, strict=True):
+        log.info("intake %d %s: queued from %s", message.id, message.message_id, envelope.source)
+    return [message.id for message in queued]
+
+
 def ingest_message(
     db: Database, raw: bytes, envelope: Envelope, now: datetime, trust: Trust = OPEN_TRUST, budget: float | None = None
 ) -> Receipt:
-    """Store a message and apply it in the same transaction; if applying fails, keep it queued."""
+    """Make a message durable and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
-        message = intake.enqueue(session, raw, envelope, message_id_field(raw), now)
+        (message,) = _enqueue(session, [(raw, envelope)], now)
         verdict = _attempt(session, message, now, trust, budget)
         return Receipt(message.id, verdict.state, verdict.reason)
 
 
-def enqueue_message(db: Database, raw: bytes, envelope: Envelope, now: datetime) -> int:
-    """Only make a message durable (the listeners' job); processors apply it later."""
-    with db.transaction() as session:
-        message = intake.enqueue(session, raw, envelope, message_id_field(raw), now)
-        log.info("intake %d %s: queued from %s", message.id, message.message_id, envelope.source)
-        return message.id
-
-
-def enqueue_from_mailbox(
-    db: Database,
-    mailbox: MailboxKey,
-    position: MailboxPosition,
-    messages: Sequence[tuple[bytes, Envelope]],
-    now: datetime,
-) -> list[int]:
-    """Make a batch of messages from an IMAP mailbox durable and advance the mailbox's position, in one commit.
-
-    Once this returns, the messages are in the queue and will not be taken from the
-    mailbox again (their UIDs are at most ``position.last_uid``); only then may the
-    poller move them out of the folder.
-    """
+def _enqueue(session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[Queued]:
     items = [(raw, envelope, message_id_field(raw)) for raw, envelope in messages]
-    with db.transaction() as session:
-        ids = intake.enqueue_many(session, items, now)
-        mailboxes.save_position(session, mailbox, position, now)
-    for intake_id, (_raw, envelope, message_id) in zip(ids, items):
-        log.info("intake %d %s: queued from %s", intake_id, message_id, envelope.source)
-    return ids
+    ids = intake.enqueue_many(session, items, now)
+    return [
+        Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:intake.MESSAGE_ID_LENGTH])
+        for intake_id, (raw, envelope, message_id) in zip(ids, items, strict=True)
+    ]
 
 
 def process_queued(

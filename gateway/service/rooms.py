@@ -20,19 +20,19 @@ from sqlalchemy.orm import Session
 from gateway.core.calendar.booking import (
     Booking,
     BookingError,
-    Decline,
     BookingRules,
+    Decline,
     apply_booking,
     booking_horizon,
     decide_booking,
 )
 from gateway.core.calendar.ical import components_of, copy_calendar, find_attendee, partstat_of
 from gateway.core.calendar.instances import recurrence_key_of
+from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, read_times
 from gateway.core.itip.plan import plan_itip
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Stored
 from gateway.core.model import Kind, OutgoingMessage, PartStat
-from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, read_times
 from gateway.service.freebusy import busy_of
 from gateway.store import calendars
 from gateway.store.directory import PrincipalRef

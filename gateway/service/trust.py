@@ -22,21 +22,23 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Config
 from gateway.core.addresses import domain_of
-from gateway.core.trust.authority import Authority, authorize_itip
-from gateway.core.trust.authresults import trusted_results
 from gateway.core.calendar.booking import BookingRules
-from gateway.core.trust.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
 from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
     organizer_of,
 )
+from gateway.core.calendar.privacy import classification_of
+from gateway.core.calendar.recurrence import occurrence_of
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Recipient
 from gateway.core.mail.calendarparts import ParsedMail
 from gateway.core.model import Method, OutgoingMessage, PartStat
+from gateway.core.trust.authority import Authority, authorize_itip
+from gateway.core.trust.authresults import trusted_results
+from gateway.core.trust.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
 from gateway.core.trust.policy import (
     Action,
     Facts,
@@ -45,8 +47,6 @@ from gateway.core.trust.policy import (
     PrivateEvents,
     builtin_policy,
 )
-from gateway.core.calendar.privacy import classification_of
-from gateway.core.calendar.recurrence import occurrence_of
 from gateway.mailauth import KeyResolver, verify_dkim
 from gateway.policies import load_policy, policy_files
 from gateway.relays import load_relays, relays_in

@@ -26,9 +26,9 @@ from gateway.core.calendar.ical import (
     sequence_of,
     serialize_calendar,
 )
+from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
-from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.store.schema import CalendarObject, OrderingTombstone, Principal
 
 PARSED_CACHE_SIZE = 4096

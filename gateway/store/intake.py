@@ -15,6 +15,7 @@ from enum import StrEnum
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from gateway.core.mail.envelope import Envelope
 from gateway.store.schema import IntakeMessage
 
 MESSAGE_ID_LENGTH = 500  # the length of the message_id column: longer ones are cut
@@ -35,19 +36,6 @@ class IntakeState(StrEnum):
     DROPPED = "dropped"
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """Who the MTA says the message is from and for (RFC 5321), and where it came from."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    source: str
-
-    @property
-    def sender_domain(self) -> str:
-        return self.sender.rpartition("@")[2].lower()[:255] if "@" in self.sender else ""
-
-
 class IntakeNotFound(Exception):
     """No intake message with that id in the state asked for."""
 
@@ -64,12 +52,6 @@ class Queued:
     message_id: str
     attempts: int = 0
     claims: int = 0  # times claimed, this one included, without an outcome recorded
-
-
-def enqueue(session: Session, raw: bytes, envelope: Envelope, message_id: str, now: datetime) -> Queued:
-    """Store a message as it arrived; durable once the caller commits."""
-    (intake_id,) = enqueue_many(session, [(raw, envelope, message_id)], now)
-    return Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:MESSAGE_ID_LENGTH])
 
 
 def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[int]:

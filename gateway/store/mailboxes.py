@@ -9,38 +9,17 @@ session advisory lock named after the mailbox on a connection of its own.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.store.schema import ImapMailbox
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MailboxKey:
-    host: str
-    username: str
-    folder: str
-
-    def lock_id(self) -> int:
-        """A signed 64-bit number for ``pg_try_advisory_lock``, the same in every process."""
-        digest = hashlib.sha256(f"reefknot-imap\0{self.host}\0{self.username}\0{self.folder}".encode()).digest()
-        return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@dataclass(frozen=True)
-class MailboxPosition:
-    """The UIDVALIDITY seen last (0: never) and the highest UID taken under it."""
-
-    uidvalidity: int = 0
-    last_uid: int = 0
 
 
 def load_position(session: Session, key: MailboxKey) -> MailboxPosition:

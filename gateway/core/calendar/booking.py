@@ -19,6 +19,7 @@ from icalendar import Calendar, Component
 from gateway.core.calendar.freebusy import BusyPeriod, merge_periods
 from gateway.core.calendar.ical import attendees_of, copy_component, find_attendee
 from gateway.core.calendar.instances import MASTER, has_recurrence, override_from_master
+from gateway.core.calendar.recurrence import Occurrence, occurrence_of, occurrences, utc
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.resource import (
     SchedulingObject,
@@ -29,7 +30,6 @@ from gateway.core.itip.resource import (
 from gateway.core.itip.types import Stored, assemble
 from gateway.core.model import NamedError, PartStat
 from gateway.core.trust.policy import BOOKING_TOO_FAR_AHEAD, BOOKING_TOO_LONG
-from gateway.core.calendar.recurrence import Occurrence, occurrence_of, occurrences, utc
 
 Clash = Callable[[datetime, datetime], bool]
 

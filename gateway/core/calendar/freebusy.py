@@ -28,7 +28,6 @@ from gateway.core.calendar.ical import (
     partstat_of,
     uid_of,
 )
-from gateway.core.model import NamedError, PartStat
 from gateway.core.calendar.recurrence import (
     Found,
     ObjectTimes,
@@ -41,6 +40,7 @@ from gateway.core.calendar.recurrence import (
     span_of,
     utc,
 )
+from gateway.core.model import NamedError, PartStat
 
 _FREE_ANSWERS = frozenset({PartStat.DECLINED, PartStat.DELEGATED})
 _BUSY_ANSWERS = frozenset({PartStat.ACCEPTED, PartStat.COMPLETED, PartStat.IN_PROCESS})

@@ -15,7 +15,6 @@ from typing import Any, TypeVar, cast
 
 from icalendar import Calendar, Component
 
-from gateway.core.checkpoint import checkpoint
 from gateway.core.calendar.ical import dt_value, uid_of
 from gateway.core.calendar.instances import (
     date_values,
@@ -25,7 +24,8 @@ from gateway.core.calendar.instances import (
     rrules_of,
 )
 from gateway.core.calendar.rrules import (
-    MAX_COUNT, MAX_INSTANCES,
+    MAX_COUNT,
+    MAX_INSTANCES,
     GeneralRule,
     Periodic,
     Stepped,
@@ -33,6 +33,7 @@ from gateway.core.calendar.rrules import (
     expansion_refusal,
     rule_of,
 )
+from gateway.core.checkpoint import checkpoint
 
 _ZERO = timedelta(0)
 _DAY = timedelta(days=1)

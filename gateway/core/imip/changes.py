@@ -21,8 +21,6 @@ from gateway.core.calendar.instances import (
     recurrence_key_of,
     rrules_of,
 )
-from gateway.core.itip.resource import is_cancelled
-from gateway.core.itip.significance import diff_components
 from gateway.core.imip.wording import (
     Translator,
     describe_dates,
@@ -31,6 +29,8 @@ from gateway.core.imip.wording import (
     join_words,
     one_line,
 )
+from gateway.core.itip.resource import is_cancelled
+from gateway.core.itip.significance import diff_components
 
 
 def describe_changes(tr: Translator, previous: Calendar, current: Calendar, zone: tzinfo | None) -> tuple[str, ...]:

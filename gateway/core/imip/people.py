@@ -13,8 +13,8 @@ from icalendar import Component, vCalAddress
 
 from gateway.core.addresses import normalize_address
 from gateway.core.calendar.ical import attendee_properties, partstat_of
-from gateway.core.model import PartStat
 from gateway.core.imip.wording import Translator, one_line
+from gateway.core.model import PartStat
 
 MAX_NAME = 200
 

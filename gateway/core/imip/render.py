@@ -33,6 +33,7 @@ from gateway.core.calendar.ical import (
 )
 from gateway.core.imip.people import display_name
 from gateway.core.imip.text import MailText, describe_message
+from gateway.core.imip.wording import Translator, one_line, resolve_zone
 from gateway.core.mail.mimewriter import (
     Multipart,
     Part,
@@ -42,7 +43,6 @@ from gateway.core.mail.mimewriter import (
     write_message,
 )
 from gateway.core.model import OutgoingMessage
-from gateway.core.imip.wording import Translator, one_line, resolve_zone
 
 TEXT_TEMPLATE = "imip.txt"
 HTML_TEMPLATE = "imip.html"

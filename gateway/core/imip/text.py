@@ -24,6 +24,7 @@ from gateway.core.calendar.ical import (
     find_attendee,
     start_of,
 )
+from gateway.core.calendar.instances import MASTER, date_values, recurrence_key_of, rrules_of
 from gateway.core.imip.changes import describe_changes
 from gateway.core.imip.people import (
     Person,
@@ -33,10 +34,6 @@ from gateway.core.imip.people import (
     person_of,
     replier_of,
 )
-from gateway.core.calendar.instances import MASTER, date_values, recurrence_key_of, rrules_of
-from gateway.core.itip.resource import is_cancelled
-from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.core.mail.plainreply import answer_word
 from gateway.core.imip.wording import (
     Translator,
     describe_dates,
@@ -46,6 +43,9 @@ from gateway.core.imip.wording import (
     one_line,
     zone_name,
 )
+from gateway.core.itip.resource import is_cancelled
+from gateway.core.mail.plainreply import answer_word
+from gateway.core.model import Method, OutgoingMessage, PartStat
 
 MAX_DESCRIPTION = 4000
 

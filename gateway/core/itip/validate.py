@@ -17,8 +17,8 @@ from icalendar import Calendar, Component
 
 from gateway.core.calendar.ical import attendee_properties, components_of, dt_value, uid_of
 from gateway.core.calendar.instances import recurrence_key_of
-from gateway.core.model import Method, NamedError
 from gateway.core.calendar.recurrence import recurrence_limit
+from gateway.core.model import Method, NamedError
 
 MAX_COMPONENTS = 1000  # scheduling components in one message
 MAX_ATTENDEES = 5000  # ATTENDEE properties in one component

@@ -19,6 +19,9 @@ from enum import StrEnum
 from icalendar import Calendar, Component
 
 from gateway.core.addresses import normalize_address
+from gateway.core.calendar.ical import attendee_properties, components_of
+from gateway.core.itip.messages import ItipMessage
+from gateway.core.model import Method
 from gateway.core.trust.evidence import (
     Mechanism,
     Relay,
@@ -27,9 +30,6 @@ from gateway.core.trust.evidence import (
     Verified,
     authenticated_identities,
 )
-from gateway.core.calendar.ical import attendee_properties, components_of
-from gateway.core.itip.messages import ItipMessage
-from gateway.core.model import Method
 from gateway.core.trust.policy import AUTHENTICATED, Auth
 
 ORGANIZER_METHODS = frozenset(
