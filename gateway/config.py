@@ -298,7 +298,7 @@ class Config:
     smtp_options: IntakeOptions = IntakeOptions()
     lmtp_options: IntakeOptions = IntakeOptions()
     processing_workers: int = 1  # [processing] workers; 0: this process only takes mail in
-    message_timeout: float = DEFAULT_MESSAGE_TIMEOUT  # [processing] message_timeout: the processing budget of one message, seconds
+    message_timeout: float = DEFAULT_MESSAGE_TIMEOUT  # [processing] message_timeout: one message's budget, seconds
     imap: tuple[ImapAccount, ...] = ()
     smarthost: Listener = Listener("127.0.0.1", 25)
     reply_domain: str = ""

@@ -11,9 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gateway.core.checkpoint import checkpoint, watched_by
-
-check = checkpoint  # for a caller's own loops: the same test the core applies
+from gateway.core.checkpoint import watched_by
 
 
 class DeadlineExceeded(Exception):

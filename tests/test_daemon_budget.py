@@ -72,10 +72,7 @@ def test_sigterm_stops_within_its_bound_and_leaves_nothing_claimed(
     config, _, _ = write_config(tmp_path, sqlite_url)
     add_alice(config, capsys)
     db = Database(sqlite_url)
-    with db.transaction() as session:
-        intake.enqueue_many(session, [
-            (invitation(f"queued-{n}"), Envelope(ERIN, (ALICE,), "smtp"), f"<queued-{n}@test>") for n in range(200)
-        ], NOW)
+    processing.take_in(db, [(invitation(f"queued-{n}"), Envelope(ERIN, (ALICE,), "smtp")) for n in range(200)], NOW)
     db.dispose()
     daemon = serve(processes, config)  # it begins on the queue at once
     began = time.monotonic()
@@ -127,9 +124,7 @@ def test_free_busy_requests_stuck_on_the_database_do_not_keep_smtp_from_its_250(
 
 
 def _queued(db: Database, name: str) -> int:
-    with db.transaction() as session:
-        (intake_id,) = intake.enqueue_many(session, [(invitation(name), Envelope(ERIN, (ALICE,), "smtp"),
-                                                      f"<{name}@test>")], NOW)
+    (intake_id,) = processing.take_in(db, [(invitation(name), Envelope(ERIN, (ALICE,), "smtp"))], NOW)
     return intake_id
 
 

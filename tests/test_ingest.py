@@ -254,7 +254,8 @@ def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_ba
             return super().run(function, *args, urgent=urgent)
 
     for n in range(3):
-        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), Envelope("a@bar.example", ("b@foo.example",), "smtp"))], NOW)  # type: ignore[arg-type]
+        envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
+        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
     receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
     assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -373,7 +372,7 @@ def test_the_calendar_feed_leaves_out_a_stored_object_that_is_not_valid(
 async def fetch_from_face(database_url: str, path: str) -> tuple[int, str]:
     """GET ``path`` from a real HTTP face on a loopback port."""
     database, port = Database(database_url), free_port()
-    face = HttpFace(database, Trust, ThreadPoolExecutor(2))
+    face = HttpFace(database, Trust)
     await face.start(Listener(host=LOOPBACK, port=port))
     try:
         async with aiohttp.ClientSession() as client, client.get(f"http://{LOOPBACK}:{port}{path}") as answer:

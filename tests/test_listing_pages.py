@@ -32,7 +32,9 @@ def fill_inbox(db: Database) -> list[str]:
 def fill_quarantine(db: Database) -> list[str]:
     envelope = Envelope("carol@bar.example", ("alice@foo.example",), "smtp")
     with db.transaction() as session:
-        ids = intake.enqueue_many(session, [(b"Subject: x\r\n\r\n", envelope, f"<{n}@test>") for n in range(ROWS + 1)], NOW)
+        messages = [(b"Subject: x\r\n\r\n", envelope, f"<{n}@test>") for n in range(ROWS + 1)]
+        queued = intake.enqueue_many(session, messages, NOW)
+        ids = [message.id for message in queued]
         for intake_id in ids[1:]:  # the first stays queued: not held, not listed
             intake.finish(session, intake_id, IntakeState.HELD, NOW, "unauthenticated")
     return ["quarantine"]

@@ -170,9 +170,12 @@ def test_a_reply_token_of_a_series_too_long_to_count_lives_as_long_as_an_endless
 
 
 @pytest.mark.parametrize("name", ["count-a-billion", "secondly-endless", "secondly-filtered", "thousands-of-rdates"])
-def test_ingest_holds_an_invitation_beyond_the_caps_also_to_a_room(reefknot: Reefknot, tmp_path: Path, name: str) -> None:
+def test_ingest_holds_an_invitation_beyond_the_caps_also_to_a_room(
+    reefknot: Reefknot, tmp_path: Path, name: str
+) -> None:
     line, reason, _ = HOSTILE[name]
-    mail = imip_mail(tmp_path, name, "carol@bar.example", f"alice@foo.example, {ROOM}", event(line, uid=name), "REQUEST")
+    to = f"alice@foo.example, {ROOM}"
+    mail = imip_mail(tmp_path, name, "carol@bar.example", to, event(line, uid=name), "REQUEST")
     out = reefknot("ingest", "--recipient", "alice@foo.example", "--recipient", ROOM, str(mail))
     assert f"held ({reason})" in out
     (held,) = reefknot.json_lines("quarantine")

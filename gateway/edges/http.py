@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -48,13 +48,12 @@ class HttpError(Exception):
 class HttpFace:
     """The aiohttp application and its listener; ``trust`` gives the policy in force (it changes on SIGHUP)."""
 
-    def __init__(self, db: Database, trust: Callable[[], Trust], executor: Executor | None = None,
-                 clock: Callable[[], datetime] = utcnow, budget: float | None = None) -> None:
-        """``executor`` runs the requests' database work: the face's own threads unless given, never the
-        intake's; ``budget`` bounds each request's work in seconds (503 past it)."""
+    def __init__(self, db: Database, trust: Callable[[], Trust], clock: Callable[[], datetime] = utcnow,
+                 budget: float | None = None) -> None:
+        """The requests' database work runs in the face's own threads; ``budget`` bounds each request's work
+        in seconds (503 past it)."""
         self.db, self.trust, self.clock, self.budget = db, trust, clock, budget
-        self._own_pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http") if executor is None else None
-        self.executor: Executor = executor or self._own_pool  # type: ignore[assignment]
+        self.executor = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http")
         self.app = web.Application()
         self.app.add_routes([
             web.get("/freebusy/{addresses}", self.freebusy),
@@ -73,8 +72,7 @@ class HttpFace:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._own_pool is not None:
-            self._own_pool.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def freebusy(self, request: web.Request) -> web.Response:
         try:

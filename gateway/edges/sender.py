@@ -1,10 +1,11 @@
 """The sender: takes due rows from the outbox, composes each, hands it to the smarthost, records the result.
 
 A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
-session (``relay``) and records every attempt through ``gateway.service.delivery_attempts``, which
-decides sent, deferred or failed. ``run`` makes passes until stopped: when poked, and
-every few seconds anyway; ``flush`` goes once through the whole queue, backoff or not. Database work runs in worker threads (behind the SQLite write
-gate when one is given), so the event loop keeps serving. A row that cannot be composed
+session (``relay``) and records every attempt through
+``gateway.service.delivery_attempts``, which decides sent, deferred or failed. ``run``
+makes passes until stopped: when poked, and every few seconds anyway; ``flush`` goes
+once through the whole queue, backoff or not. Database work runs in worker threads
+(behind the SQLite write gate when one is given), so the event loop keeps serving. A row that cannot be composed
 fails with its reason; no row stops the loop. Nothing here reads iCalendar.
 """
 

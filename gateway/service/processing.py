@@ -84,12 +84,7 @@ def ingest_message(
 
 
 def _enqueue(session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[Queued]:
-    items = [(raw, envelope, message_id_field(raw)) for raw, envelope in messages]
-    ids = intake.enqueue_many(session, items, now)
-    return [
-        Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients, message_id[:intake.MESSAGE_ID_LENGTH])
-        for intake_id, (raw, envelope, message_id) in zip(ids, items, strict=True)
-    ]
+    return intake.enqueue_many(session, [(raw, envelope, message_id_field(raw)) for raw, envelope in messages], now)
 
 
 def process_queued(

@@ -54,8 +54,8 @@ class Queued:
     claims: int = 0  # times claimed, this one included, without an outcome recorded
 
 
-def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[int]:
-    """Store several messages (raw, envelope, Message-ID) with one statement; their ids, in order."""
+def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[Queued]:
+    """Store several messages (raw, envelope, Message-ID) with one statement; each as a processor reads it, in order."""
     if not messages:
         return []
     rows = [
@@ -67,7 +67,12 @@ def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str
         }
         for raw, envelope, message_id in messages
     ]
-    return list(session.scalars(_INSERT, rows))
+    ids = session.scalars(_INSERT, rows)
+    return [
+        Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients,
+               message_id[:MESSAGE_ID_LENGTH])
+        for intake_id, (raw, envelope, message_id) in zip(ids, messages, strict=True)
+    ]
 
 
 def count_from_domain(session: Session, domain: str, since: datetime) -> int:
@@ -139,7 +144,8 @@ def release_claims(session: Session, ids: Sequence[int]) -> None:
     """Give back claimed messages untouched (a processor stopping), so that any processor takes them at once."""
     if ids:
         query = update(IntakeMessage).where(IntakeMessage.id.in_(ids), IntakeMessage.state == IntakeState.QUEUED.value)
-        session.execute(query.values(claimed_until=None, claims=case((IntakeMessage.claims > 0, IntakeMessage.claims - 1), else_=0)))
+        uncounted = case((IntakeMessage.claims > 0, IntakeMessage.claims - 1), else_=0)  # this claim was no crash
+        session.execute(query.values(claimed_until=None, claims=uncounted))
 
 
 def drop(session: Session, intake_id: int, now: datetime) -> None:

@@ -42,7 +42,6 @@ _YEAR = timedelta(days=365)
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # the end of an endless series
-_FOREVER = FOREVER
 
 MAX_DATES = 1_000  # RDATE or EXDATE values of one component
 MAX_PER_YEAR = 1_100  # instances of one rule in its first year: three a day, every day (1,095) and no more
@@ -174,7 +173,7 @@ def _object_times(kept: tuple[TimedEvent, ...]) -> ObjectTimes:
     if len(kept) == 1:
         return ObjectTimes(kept, kept[0].start, kept[0].end)
     if not kept:
-        return ObjectTimes((), _FOREVER, _FOREVER)
+        return ObjectTimes((), FOREVER, FOREVER)
     return ObjectTimes(kept, min(e.start for e in kept), max(e.end for e in kept))
 
 
@@ -200,7 +199,7 @@ def _timed_master(master: Component, overrides: list[Component], zone: tzinfo) -
     rdates = tuple(_local(v, tz) for v in date_values(master, "RDATE"))
     series = Series(first, tz, length, rules, rdates, _replaced(master, overrides, tz))
     last = series.last_start()
-    end = _to_utc(last + length, tz) if last is not None else _FOREVER
+    end = _to_utc(last + length, tz) if last is not None else FOREVER
     return TimedEvent(master, _to_utc(min([first, *rdates]), tz), end, series)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from itertools import accumulate, islice, repeat
+from itertools import accumulate, repeat
 from typing import cast
 
 from dateutil.rrule import rrule, rrulestr
@@ -140,20 +140,18 @@ class GeneralRule:
         return found
 
     def last_start(self) -> datetime | None:
-        if self.until is not None and (self.count is None or self.count > MAX_COUNT):
+        if self.count is None or self.count > MAX_COUNT:  # endless, or too long to count: UNTIL, if any, ends it
             return self.until
-        if self.count is None or self.count > MAX_COUNT:
-            return None
         last = None
         for last in self._walk(self.first):
             pass
         return min(last, self.until) if last is not None and self.until is not None else last
 
-    def _walk(self, lo: datetime) -> islice[datetime]:
+    def _walk(self, lo: datetime) -> rrule:
         """The rule's starts from a DTSTART at or before ``lo``, at most ``MAX_COUNT`` of them for a COUNT rule."""
         if self.count is not None:
-            return islice(self.rule.replace(count=min(self.count, MAX_COUNT)), MAX_COUNT)
-        return islice(self.rule.replace(dtstart=_restart(self.period, self.first, lo)), None)
+            return self.rule.replace(count=min(self.count, MAX_COUNT))
+        return self.rule.replace(dtstart=_restart(self.period, self.first, lo))
 
 
 def _restart(period: tuple[str, int, int], first: datetime, lo: datetime) -> datetime:
@@ -184,13 +182,13 @@ def rule_of(recur: vRecur, first: datetime, tz: tzinfo) -> Periodic | Stepped | 
     until, count = _until(recur, tz), _int_part(recur, "COUNT")
     freq = str(_part(recur, "FREQ") or "").upper()
     interval = max(_int_part(recur, "INTERVAL") or 1, 1)
+    wkst = _WEEKDAYS.get(str(_part(recur, "WKST") or "MO").upper(), 0)
     names = {k.upper() for k in recur}
     days = _plain_weekdays(recur)
     if names <= _SIMPLE_RULE_PARTS and days is not None and freq in ("DAILY", "WEEKLY"):
         if freq == "DAILY" and not days:
             return Periodic(first, interval, (0,), 0, count, until)
         if freq == "WEEKLY" or interval == 1:  # every day, on some weekdays, is weekly on them
-            wkst = _WEEKDAYS.get(str(_part(recur, "WKST") or "MO").upper(), 0)
             position = (first.weekday() - wkst) % 7
             offsets = tuple(sorted({(d - wkst) % 7 for d in days or [first.weekday()]}))
             skip = sum(1 for o in offsets if o < position)
@@ -198,7 +196,6 @@ def rule_of(recur: vRecur, first: datetime, tz: tzinfo) -> Periodic | Stepped | 
             return Periodic(first - timedelta(days=position), step, offsets, skip, count, until)
     if freq in _SUB_DAILY:
         return Stepped(first, _SUB_DAILY[freq] * interval, count, until) if names <= _PLAIN_PARTS else None
-    wkst = _WEEKDAYS.get(str(_part(recur, "WKST") or "MO").upper(), 0)
     return _general(recur, first, (freq, interval, wkst), count, until)
 
 
