@@ -53,8 +53,8 @@ from gateway.core.calendar.ical import copy_calendar, new_calendar  # noqa: E402
 from gateway.core.imip.render import render_imip  # noqa: E402
 from gateway.core.itip.plan import plan_itip  # noqa: E402
 from gateway.core.model import OutgoingMessage  # noqa: E402
-from gateway.mailauth import SIGNED_HEADERS, DkimSigner  # noqa: E402
-from gateway.templates import TemplateRenderer  # noqa: E402
+from gateway.adapters.dkim import SIGNED_HEADERS, DkimSigner  # noqa: E402
+from gateway.adapters.templates import TemplateRenderer  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)

@@ -31,7 +31,7 @@ from imapclient import IMAPClient  # noqa: E402
 from ingest_throughput import NOW, Mix, seed  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from gateway.config import ImapAccount  # noqa: E402
+from gateway.settings.config import ImapAccount  # noqa: E402
 from gateway.edges.imap import ImapPoller  # noqa: E402
 from gateway.service import processing  # noqa: E402
 from gateway.store.db import Database  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jinja2
 
-from gateway.templates import DOMAIN, LOCALE_DIR, PACKAGE_DIR, TEMPLATES_DIR
+from gateway.adapters.templates import DOMAIN, LOCALE_DIR, PACKAGE_DIR, TEMPLATES_DIR
 
 _MO_MAGIC = 0x950412DE
 _CONTEXT_SEPARATOR = "\x04"

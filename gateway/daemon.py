@@ -35,8 +35,8 @@ from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError
 
-from gateway.clock import utcnow
-from gateway.config import Config, ConfigError, load_config
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import Config, ConfigError, load_config
 from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.http import HttpFace
@@ -69,7 +69,7 @@ class Daemon:
 
     def __init__(self, config: Config, db: Database, config_path: str | None = None) -> None:
         self.config = config
-        self.trust = load_trust(config)  # a PolicyError here is a configuration error: exit 78
+        self.trust = load_trust(config)  # a SettingError here is a configuration error: exit 78
         self.db = db
         self.config_path = config_path
         self.gate = WriteGate.for_database(db)
@@ -144,7 +144,7 @@ class Daemon:
 
     def _start_sender(self) -> asyncio.Task[None] | None:
         """Send the outbox when ``[outbound]`` is configured; a bare install never dials port 25."""
-        if "outbound" not in self.config.raw:
+        if not self.config.sends_mail:
             log.info("no [outbound] section: the outbox is kept, not sent")
             return None
         try:

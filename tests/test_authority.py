@@ -42,7 +42,7 @@ from gateway.core.trust.evidence import (
 )
 from gateway.core.trust.patterns import address_pattern
 from gateway.core.trust.policy import Auth
-from gateway.relays import load_relays
+from gateway.settings.policy import load_relays
 
 RELAYS = load_relays(Path(__file__).resolve().parent.parent / "policies" / "relays.toml")
 UID = "evt-1@bar.example"

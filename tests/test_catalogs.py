@@ -19,7 +19,7 @@ from gateway.catalogs import (
     read_po,
     template_messages,
 )
-from gateway.templates import PACKAGE_DIR, TEMPLATES_DIR
+from gateway.adapters.templates import PACKAGE_DIR, TEMPLATES_DIR
 
 ROOT = PACKAGE_DIR.parent
 

@@ -22,7 +22,7 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
-from gateway.config import ConfigError, ImapAccount
+from gateway.settings.config import ConfigError, ImapAccount
 from gateway.core.mail.headers import message_id_field
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.edges import imap
@@ -278,7 +278,7 @@ def test_a_dropped_connection_and_a_server_restart_are_survived(
 
 CHILD = """
 import sys, threading, time
-from gateway.config import ImapAccount
+from gateway.settings.config import ImapAccount
 from gateway.edges import imap
 from gateway.store.db import Database
 imap.BATCH_MESSAGES = 3
@@ -458,7 +458,7 @@ def test_uid_sets_are_compact_ranges() -> None:
         ({"password_file": "a", "security": "ssl"}, "security"),
         ({"password_file": "a", "idle_timeout": 1800}, "idle_timeout"),
         ({"password_file": "a", "processed_folder": "INBOX"}, "processed_folder"),
-        ({"password_file": "a", "pasword_command": "x"}, "unknown setting pasword_command"),
+        ({"password_file": "a", "pasword_command": "x"}, "unknown key 'pasword_command'"),
     ],
 )
 def test_bad_imap_settings_are_refused(entry: dict[str, object], problem: str) -> None:

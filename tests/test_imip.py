@@ -26,7 +26,7 @@ from gateway.core.itip.compose import build_reply, build_request, compose_messag
 from gateway.core.itip.plan import plan_itip
 from gateway.core.mail.plainreply import SUBJECT_MARKERS, read_plain_answer
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.templates import TemplateRenderer, shipped_languages, templates_dir_of
+from gateway.adapters.templates import TemplateRenderer, shipped_languages
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 ORGANIZER, FRED, CAROL = "a@foo.example", "f@baz.example", "c@bar.example"
@@ -476,11 +476,11 @@ def test_operator_html_templates_are_autoescaped_too(tmp_path: Path) -> None:
 
 
 def test_templates_dir_comes_from_the_outbound_section(tmp_path: Path) -> None:
-    from gateway.config import Config, load_config
+    from gateway.settings.config import Config, load_config
 
     (tmp_path / "reefknot.toml").write_text('[outbound]\ntemplates_dir = "/etc/reefknot/templates"\n')
-    assert templates_dir_of(load_config(str(tmp_path / "reefknot.toml"))) == "/etc/reefknot/templates"
-    assert templates_dir_of(Config()) is None
+    assert load_config(str(tmp_path / "reefknot.toml")).outbound.templates_dir == "/etc/reefknot/templates"
+    assert Config().outbound.templates_dir == ""
 
 
 def test_packaged_templates_compile_in_every_language() -> None:

@@ -14,7 +14,7 @@ FORBIDDEN_MODULES = {
     "os", "io", "pathlib", "socket", "ssl", "asyncio", "subprocess", "shutil", "tempfile", "time",
     "smtplib", "imaplib", "http", "urllib", "sqlite3", "logging",
     "sqlalchemy", "alembic", "aiosmtpd", "aiosmtplib", "imapclient", "dkim", "psycopg", "click",
-    "gateway.store", "gateway.service", "gateway.cli", "gateway.config",
+    "gateway.store", "gateway.service", "gateway.cli", "gateway.settings", "gateway.adapters",
 }
 CLOCK_CALLS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
 FORBIDDEN_BUILTINS = {"open", "print", "input"}

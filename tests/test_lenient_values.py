@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from icalendar import Calendar
 
-from gateway.config import Listener
+from gateway.settings.config import Listener
 from gateway.core.calendar.export import check_object, export_objects
 from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gateway.mailauth import SIGNED_HEADERS, DkimKeyError, DkimSigner
+from gateway.adapters.dkim import SIGNED_HEADERS, DkimKeyError, DkimSigner
 from tests.test_imip import invitation, render
 
 NOW = 1_780_000_000.0

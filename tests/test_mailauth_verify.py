@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from gateway.mailauth import (
+from gateway.adapters.dkim import (
     DkimResult,
     DkimSigner,
     DnsTemporaryError,

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar
-from gateway.mailauth import DkimSigner
+from gateway.adapters.dkim import DkimSigner
 from gateway.service import delivery_attempts
 from tests.cli import Reefknot, write_event
 from tests.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink

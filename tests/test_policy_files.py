@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError
+from gateway.settings.config import ConfigError
 from gateway.core.model import Kind
 from gateway.core.trust.policy import (
     Action,
@@ -19,7 +19,8 @@ from gateway.core.trust.policy import (
     Policy,
     PrivateEvents,
 )
-from gateway.policies import PolicyError, PolicyHolder, load_policy, policy_files
+from gateway.settings.policy import policy_files, read_policy_files
+from gateway.settings.reader import SettingError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies"
 DEFAULT_TOML, STRICT_TOML = SHIPPED / "default.toml", SHIPPED / "strict.toml"
@@ -69,13 +70,13 @@ def partners(tmp_path: Path) -> Path:
 def test_default_toml_applies_authenticated_roles_and_holds_the_rest(
     method: str, auth: Auth, action: Action, rule: str
 ) -> None:
-    decision = load_policy([DEFAULT_TOML]).decide(facts(method, auth))
+    decision = read_policy_files([DEFAULT_TOML]).policy.decide(facts(method, auth))
     assert (decision.action, decision.rule) == (action, rule)
     assert decision.notify_sender is False
 
 
 def test_default_toml_names_where_each_decision_was_made() -> None:
-    policy = load_policy([DEFAULT_TOML])
+    policy = read_policy_files([DEFAULT_TOML]).policy
     lines = DEFAULT_TOML.read_text().splitlines()
     spoofed = policy.decide(facts("REPLY", Auth.UNAUTHENTICATED))
     assert spoofed.source.file == str(DEFAULT_TOML) and lines[spoofed.source.line - 1] == "[[rule]]"
@@ -85,7 +86,7 @@ def test_default_toml_names_where_each_decision_was_made() -> None:
 
 
 def test_default_toml_lets_only_local_principals_book_rooms() -> None:
-    policy = load_policy([DEFAULT_TOML])
+    policy = read_policy_files([DEFAULT_TOML]).policy
     local = policy.decide(room_request("bob@foo.example", sender_local=True), NOW)
     stranger = policy.decide(room_request("carol@bar.example"), NOW)
     spoofed = policy.decide(room_request("bob@foo.example", sender_local=True, auth=Auth.UNAUTHENTICATED), NOW)
@@ -95,7 +96,7 @@ def test_default_toml_lets_only_local_principals_book_rooms() -> None:
 
 
 def test_default_toml_gives_no_free_busy_and_keeps_private_events_busy_only() -> None:
-    policy = load_policy([DEFAULT_TOML])
+    policy = read_policy_files([DEFAULT_TOML]).policy
     assert not policy.may_receive_freebusy(facts(component="VFREEBUSY"))
     assert not policy.may_receive_freebusy(facts(component="VFREEBUSY", sender="bob@foo.example", sender_local=True))
     assert policy.freebusy.url is FreeBusyUrl.OFF and policy.freebusy_url_reader(TOKEN) is None
@@ -103,7 +104,7 @@ def test_default_toml_gives_no_free_busy_and_keeps_private_events_busy_only() ->
 
 
 def test_default_toml_limits() -> None:
-    policy = load_policy([DEFAULT_TOML])
+    policy = read_policy_files([DEFAULT_TOML]).policy
     assert policy.check_limits(Measures(message_bytes=10 * 2**20, attendees=500)) is None
     too_many = policy.check_limits(Measures(attendees=501))
     assert too_many is not None and (too_many.action, too_many.reason) == (Action.HOLD, "too-many-attendees")
@@ -113,7 +114,7 @@ def test_default_toml_limits() -> None:
 # -- strict.toml and partners.example.toml ---------------------------------------------
 
 def strict_with_partners(partners: Path) -> Policy:
-    return load_policy([STRICT_TOML, partners])
+    return read_policy_files([STRICT_TOML, partners]).policy
 
 
 @pytest.mark.parametrize(("changes", "action", "rule"), [
@@ -134,19 +135,19 @@ def test_strict_toml_applies_only_partners_signed_with_dkim(
 
 
 def test_strict_toml_alone_holds_every_outside_sender() -> None:
-    decision = load_policy([STRICT_TOML]).decide(facts())
+    decision = read_policy_files([STRICT_TOML]).policy.decide(facts())
     assert (decision.action, decision.rule) == (Action.HOLD, "outside-held")
 
 
 def test_the_partner_example_pins_an_ed25519_key(partners: Path) -> None:
-    policy = load_policy([DEFAULT_TOML, partners])
+    policy = read_policy_files([DEFAULT_TOML, partners]).policy
     (key,) = policy.pinned_keys("bar.example") or ()
     assert key.selector == "cal2026" and "k=ed25519" in key.record
     assert policy.pinned_keys("baz.example") is None
 
 
 def test_the_partner_example_opens_free_busy_to_the_partner_only(partners: Path) -> None:
-    policy = load_policy([DEFAULT_TOML, partners])
+    policy = read_policy_files([DEFAULT_TOML, partners]).policy
     assert policy.may_receive_freebusy(facts(component="VFREEBUSY"))
     assert not policy.may_receive_freebusy(facts(component="VFREEBUSY", auth=Auth.UNAUTHENTICATED))
     assert not policy.may_receive_freebusy(facts(component="VFREEBUSY", sender="erin@baz.example"))
@@ -162,13 +163,13 @@ def test_the_partner_example_opens_free_busy_to_the_partner_only(partners: Path)
 def test_the_partner_example_books_rooms_up_to_four_hours_within_ninety_days(
     partners: Path, hours: float, days_ahead: float, action: Action, reason: str
 ) -> None:
-    decision = load_policy([DEFAULT_TOML, partners]).decide(room_request("carol@bar.example", hours, days_ahead), NOW)
+    decision = read_policy_files([DEFAULT_TOML, partners]).policy.decide(room_request("carol@bar.example", hours, days_ahead), NOW)
     assert (decision.action, decision.reason) == (action, reason)
 
 
 def test_the_partner_example_may_not_book_other_rooms(partners: Path) -> None:
     request = room_request("carol@bar.example", recipient="boardroom@foo.example")
-    assert load_policy([DEFAULT_TOML, partners]).decide(request, NOW).reason == "not-allowed-to-book"
+    assert read_policy_files([DEFAULT_TOML, partners]).policy.decide(request, NOW).reason == "not-allowed-to-book"
 
 
 def test_a_directory_is_read_by_name_without_examples_and_beside_relays(tmp_path: Path) -> None:
@@ -178,7 +179,7 @@ def test_a_directory_is_read_by_name_without_examples_and_beside_relays(tmp_path
     (tmp_path / "relays.toml").write_text('[[relay]]\nname = "google-calendar"\ndkim_domains = ["google.com"]\n')
     (tmp_path / "00-first.toml").write_text('[[rule]]\nname = "first"\naction = "reject"\n')
     assert [p.name for p in policy_files([tmp_path])] == ["00-first.toml", "default.toml", "relays.toml"]
-    policy = load_policy([tmp_path])
+    policy = read_policy_files([tmp_path]).policy
     assert policy.partners == () and policy.rules[0].name == "first" and policy.decide(facts()).rule == "first"
 
 
@@ -186,7 +187,7 @@ def test_a_later_file_overrides_settings_and_adds_rules(tmp_path: Path) -> None:
     site = tmp_path / "site.toml"
     site.write_text('default = "reject"\nprivate_events = "exclude"\n[limits]\nmax_attendees = 10\n'
                     '[[rule]]\nname = "publish"\nmethod = "PUBLISH"\naction = "apply"\n')
-    policy = load_policy([DEFAULT_TOML, site])
+    policy = read_policy_files([DEFAULT_TOML, site]).policy
     assert policy.decide(facts("DECLINECOUNTER", Auth.TOKEN)).action is Action.REJECT
     assert (policy.default.source.file, policy.default.source.line) == (str(site), 1)
     assert policy.private_events is PrivateEvents.EXCLUDE
@@ -205,9 +206,9 @@ def write(tmp_path: Path, text: str, name: str = "policy.toml") -> Path:
     return path
 
 
-def error_of(*paths: Path) -> PolicyError:
-    with pytest.raises(PolicyError) as caught:
-        load_policy(paths)
+def error_of(*paths: Path) -> SettingError:
+    with pytest.raises(SettingError) as caught:
+        read_policy_files(paths).policy
     return caught.value
 
 
@@ -305,34 +306,17 @@ def test_a_missing_file_and_an_empty_list_are_errors(tmp_path: Path) -> None:
 
 
 def test_a_policy_error_is_a_configuration_error() -> None:
-    assert issubclass(PolicyError, ConfigError)
+    assert issubclass(SettingError, ConfigError)
 
 
 # -- reload (SIGHUP) -------------------------------------------------------------------
 
-def test_reload_keeps_the_old_policy_when_the_new_files_are_bad(tmp_path: Path) -> None:
-    path = write(tmp_path, 'default = "hold"\n' + GOOD_RULE)
-    holder = PolicyHolder([path])
-    running = holder.current
-    path.write_text('default = "hold"\n[[rule]]\nname = "replies"\naction = "aply"\n')
-    assert holder.reload() is False
-    assert holder.current is running and holder.current.decide(facts("REPLY")).action is Action.APPLY
-    assert holder.error is not None and holder.error.line == 4 and holder.error.name == "replies"
-
-
-def test_reload_takes_a_good_change_and_clears_the_error(tmp_path: Path) -> None:
-    path = write(tmp_path, 'default = "hold"\n' + GOOD_RULE)
-    holder = PolicyHolder([path])
-    path.write_text("oops = 1\n")
-    assert holder.reload() is False
-    path.write_text('default = "reject"\n')
-    assert holder.reload() is True
-    assert holder.error is None and holder.current.decide(facts("REPLY")).action is Action.REJECT
-
-
-def test_reload_can_switch_files_and_a_bad_start_raises(tmp_path: Path) -> None:
-    holder = PolicyHolder([DEFAULT_TOML])
-    assert holder.reload([STRICT_TOML]) is True
-    assert holder.sources == (STRICT_TOML,) and holder.current.rules[1].name == "local-room-bookings"
-    with pytest.raises(PolicyError):
-        PolicyHolder([write(tmp_path, GOOD_RULE)])
+def test_relays_in_a_policy_file_are_read_in_the_same_pass_and_their_errors_name_the_line(tmp_path: Path) -> None:
+    relay = '[[relay]]\nname = "partner-cal"\ndkim_domains = ["cal.partner.example"]\n'
+    files = read_policy_files([write(tmp_path, 'default = "hold"\n' + GOOD_RULE + relay)])
+    assert [r.name for r in files.relays] == ["partner-cal"] and files.policy.rules[0].name == "replies"
+    path = write(tmp_path, 'default = "hold"\n' + relay + 'senders = ["nobody"]\n')
+    with pytest.raises(SettingError) as error:
+        read_policy_files([path])
+    assert (error.value.file, error.value.line, error.value.name) == (str(path), 5, "partner-cal")
+    assert "senders: bad address pattern" in error.value.message

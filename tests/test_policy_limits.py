@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from gateway.cli import main
-from gateway.mailauth import DkimSigner
+from gateway.adapters.dkim import DkimSigner
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
 from tests.cli import EVENT, Reefknot, imip_mail

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError
+from gateway.settings.config import ConfigError
 from gateway.core.trust.evidence import Role, SenderEvidence
-from gateway.relays import load_relays
+from gateway.settings.policy import load_relays
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "relays.toml"
 
@@ -34,7 +34,7 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[relay]]\nname = "x"\ndkim_domains = ["x.example"]\ncolour = "red"\n', "unknown setting colour"),
+        ('[[relay]]\nname = "x"\ndkim_domains = ["x.example"]\ncolour = "red"\n', "unknown key 'colour'"),
         ('[[relay]]\nname = "Not Kebab"\ndkim_domains = ["x.example"]\n', "kebab-case"),
         ('[[relay]]\nname = "x"\n', "dkim_domains must name at least one domain"),
         ('[[relay]]\nname = "x"\ndkim_domains = ["not a domain"]\n', "is not a domain"),
@@ -43,8 +43,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[[relay]]\nname = "x"\ndkim_domains = ["x.example"]\norganizers = ["*@x.example"]\n', "need envelope_senders"),
         ('[[relay]]\nname = "x"\ndkim_domains = ["x.example"]\n[[relay]]\nname = "x"\ndkim_domains = ["y.example"]\n',
          "relay x is defined twice"),
-        ('[relays]\nname = "x"\n', "unknown section relays"),
-        ('relay = "x"\n', "must be a list of [[relay]] tables"),
+        ('[relays]\nname = "x"\n', "unknown key 'relays'"),
+        ('relay = "x"\n', "use [[relay]] for each relay"),
         ("[[relay]\n", "relays.toml"),
     ],
 )

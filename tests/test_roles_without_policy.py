@@ -23,9 +23,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.config import load_config
+from gateway.settings.config import load_config
 from gateway.core.mail.envelope import Envelope
-from gateway.mailauth import DkimSigner, KeyResolver
+from gateway.adapters.dkim import DkimSigner, KeyResolver
 from gateway.service import processing
 from gateway.service.trust import load_trust
 from gateway.store import directory, inbox

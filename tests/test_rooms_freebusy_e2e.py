@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
 from gateway.core.calendar.instances import recurrence_key_of
-from gateway.mailauth import DkimSigner
+from gateway.adapters.dkim import DkimSigner
 from tests.cli import Reefknot
 from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
 from tests.servers import LOOPBACK

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, Listener, OutboundOptions
+from gateway.settings.config import Config, Listener, OutboundOptions
 from gateway.core.itip.schedulestatus import schedule_statuses
 from gateway.core.mail.replyaddress import TokenAddress, read_token_address
 from gateway.core.model import Kind
@@ -374,7 +374,7 @@ def test_a_lease_left_by_a_crashed_sender_expires_and_the_row_is_sent_once_more(
 
 
 def test_outbound_settings_are_read_and_checked(tmp_path: Path) -> None:
-    from gateway.config import ConfigError, load_config
+    from gateway.settings.config import ConfigError, load_config
 
     path = tmp_path / "reefknot.toml"
     path.write_text('[outbound]\nsmarthost = "relay.example:587"\nstarttls = true\nusername = "u"\n'
@@ -383,7 +383,7 @@ def test_outbound_settings_are_read_and_checked(tmp_path: Path) -> None:
     options = load_config(str(path)).outbound
     assert options == dataclasses.replace(
         OutboundOptions(), starttls=True, username="u", password_file="/etc/reefknot/pw", lifetime=86400.0,
-        retry_min=60.0, retry_max=600.0,
+        retry_min=60.0, retry_max=600.0, templates_dir="/etc/reefknot/templates",
     )
     assert Config().outbound == OutboundOptions(lifetime=5 * 86400.0, retry_min=300.0, retry_max=3600.0)
     for bad in ('retry_min = 7200', 'lifetime = 0', 'starttls = "yes"', 'username = "u"', 'timeout = -1'):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, Listener, OutboundOptions, load_config
+from gateway.settings.config import ConfigError, Listener, OutboundOptions, load_config
 from gateway.edges.relay import Relay
 from tests.cli import EVENT, Reefknot
 from tests.servers import LOOPBACK

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, IntakeOptions
+from gateway.settings.config import ConfigError, IntakeOptions
 from gateway.edges.smtp import is_allowed
 from gateway.store.writers import WriteGate
 from tests.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
@@ -364,7 +364,7 @@ def test_allowed_networks_match_ipv4_ipv6_mapped_and_unix_peers(peer: object, al
         ({"allowed_networks": ["10.0.0.0/33"]}, "allowed_networks"),
         ({"tls_cert": "/etc/cert.pem"}, "tls_cert and tls_key go together"),
         ({"max_message_size": 0}, "max_message_size"),
-        ({"mdoe": "copy"}, "unknown setting mdoe"),
+        ({"mdoe": "copy"}, "unknown key 'mdoe'"),
     ],
 )
 def test_listener_settings_are_checked(settings: dict[str, object], message: str) -> None:

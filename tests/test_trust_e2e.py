@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.mailauth import DkimSigner
+from gateway.adapters.dkim import DkimSigner
 from tests.cli import EVENT, Reefknot, reply_from
 from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
 from tests.servers import LOOPBACK

@@ -14,7 +14,7 @@ from gateway.core.imip.wording import (
     describe_span,
     zone_abbreviation,
 )
-from gateway.templates import TemplateRenderer
+from gateway.adapters.templates import TemplateRenderer
 
 RENDERER = TemplateRenderer()
 EN, DE = RENDERER.translator("en"), RENDERER.translator("de")

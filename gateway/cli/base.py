@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import OperationalError
 
-from gateway.config import Config, ConfigError, load_config
+from gateway.settings.config import Config, ConfigError, load_config
 from gateway.service import events
 from gateway.service.trust import Trust, load_trust
 from gateway.store import directory

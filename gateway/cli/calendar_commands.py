@@ -20,7 +20,7 @@ from gateway.cli.base import (
     page_options,
     pass_context,
 )
-from gateway.clock import utcnow
+from gateway.adapters.clock import utcnow
 from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.model import Kind, PartStat
 from gateway.service import events, freebusy, publishing

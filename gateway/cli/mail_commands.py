@@ -25,8 +25,8 @@ from gateway.cli.base import (
     page_options,
     pass_context,
 )
-from gateway.clock import utcnow
-from gateway.config import Config, ConfigError
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import Config, ConfigError
 from gateway.core.mail.envelope import Envelope
 from gateway.service import delivery_attempts, processing
 from gateway.store import intake, outbox

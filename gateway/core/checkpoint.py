@@ -2,7 +2,7 @@
 
 Loops that grow with the input (recurrence expansion, clash checks) call ``checkpoint()``.
 It calls whatever check the caller installed with ``watched_by`` (the processor installs
-its processing deadline, ``gateway.deadline``), and does nothing when none is installed.
+its processing deadline, ``gateway.adapters.deadline``), and does nothing when none is installed.
 The core stays pure: it never reads a clock itself.
 """
 

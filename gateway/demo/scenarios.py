@@ -17,7 +17,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 import dkim  # type: ignore[import-untyped]
 
-from gateway.clock import utcnow
+from gateway.adapters.clock import utcnow
 from gateway.core.calendar.ical import parse_calendar, serialize_calendar
 from gateway.core.itip.compose import build_reply
 from gateway.core.mail.calendarparts import parse_mail

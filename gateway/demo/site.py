@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
-from gateway.clock import utcnow
-from gateway.config import load_config
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import load_config
 from gateway.core.calendar.ical import components_of, find_attendee, partstat_of
 from gateway.core.model import Kind, PartStat
-from gateway.mailauth import DkimSigner
+from gateway.adapters.dkim import DkimSigner
 from gateway.service import events
 from gateway.store import calendars, directory, inbox
 from gateway.store.db import Database

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from concurrent.futures import Executor
 
-from gateway.clock import utcnow
+from gateway.adapters.clock import utcnow
 from gateway.core.mail.envelope import Envelope
 from gateway.service.processing import take_in
 from gateway.store.db import Database

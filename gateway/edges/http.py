@@ -23,11 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import deadline
-from gateway.clock import utcnow
-from gateway.config import Listener
+from gateway.adapters import deadline
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import Listener
 from gateway.core.calendar.ical import serialize_calendar
-from gateway.deadline import DeadlineExceeded
+from gateway.adapters.deadline import DeadlineExceeded
 from gateway.service import freebusy, publishing
 from gateway.service.trust import Trust
 from gateway.store.db import Database

@@ -25,8 +25,8 @@ from datetime import datetime
 
 from imapclient import IMAPClient
 
-from gateway.clock import utcnow
-from gateway.config import ImapAccount
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import ImapAccount
 from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.edges.imap_session import (

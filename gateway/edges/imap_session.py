@@ -12,7 +12,7 @@ from pathlib import Path
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError
 
-from gateway.config import ImapAccount
+from gateway.settings.config import ImapAccount
 
 log = logging.getLogger(__name__)
 TIMEOUT = SocketTimeout(connect=30, read=120)

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiosmtplib
 
-from gateway.config import ConfigError, Listener, OutboundOptions, check_smarthost_auth
+from gateway.settings.config import ConfigError, Listener, OutboundOptions, check_smarthost_auth
 from gateway.core.mail.retry import Attempt, AttemptResult
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from gateway.clock import utcnow
-from gateway.config import Config
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import Config
 from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.relay import Relay, read_password
 from gateway.edges.waiting import wait_any

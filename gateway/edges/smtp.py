@@ -32,8 +32,8 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.exc import OperationalError
 
-from gateway.clock import utcnow
-from gateway.config import IntakeOptions, Listener, Network
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import IntakeOptions, Listener, Network
 from gateway.core.mail.envelope import Envelope
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.service import routing

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from gateway.clock import utcnow
-from gateway.config import Config
+from gateway.adapters.clock import utcnow
+from gateway.settings.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.calendar.ical import organizer_of, parse_calendar
 from gateway.core.imip.render import render_imip
@@ -32,12 +32,12 @@ from gateway.core.itip.types import Stored
 from gateway.core.mail.replyaddress import bounce_address, reply_address
 from gateway.core.mail.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
 from gateway.core.model import Method, OutgoingMessage
-from gateway.mailauth import DkimKeyError, DkimSigner
+from gateway.adapters.dkim import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
 from gateway.store.schema import OutboxMessage
-from gateway.templates import TemplateRenderer, templates_dir_of
+from gateway.adapters.templates import TemplateRenderer
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class SendResult:
 
 
 def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Compose:
-    """The composer of every outbound mail: ``gateway.core.imip.render`` renders, ``gateway.mailauth`` signs.
+    """The composer of every outbound mail: ``gateway.core.imip.render`` renders, ``gateway.adapters.dkim`` signs.
 
     The calendar goes out as the row holds it (``ics``); the human parts are rendered in
     English from the shipped or the operator's templates and say what changed since the
@@ -74,7 +74,7 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
     ``[outbound] reply_domain``; with ``[outbound.dkim]`` every mail is signed, and a key
     that cannot be read refuses to start the sender.
     """
-    renderer = TemplateRenderer(templates_dir_of(config))
+    renderer = TemplateRenderer(config.outbound.templates_dir or None)
     try:
         signer = DkimSigner(config.dkim.domain, config.dkim.selector, config.dkim.key_file) if config.dkim else None
     except (OSError, DkimKeyError) as error:

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from gateway import deadline
+from gateway.adapters import deadline
 from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.headers import message_id_field
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.core.model import Outcome
-from gateway.deadline import DeadlineExceeded
+from gateway.adapters.deadline import DeadlineExceeded
 from gateway.service.inbound import OPEN_TRUST, Verdict, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes

@@ -20,7 +20,7 @@ from pathlib import Path
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
-from gateway.config import Config
+from gateway.settings.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.calendar.booking import BookingRules
 from gateway.core.calendar.ical import (
@@ -47,9 +47,8 @@ from gateway.core.trust.policy import (
     PrivateEvents,
     builtin_policy,
 )
-from gateway.mailauth import KeyResolver, verify_dkim
-from gateway.policies import load_policy, policy_files
-from gateway.relays import load_relays, relays_in
+from gateway.adapters.dkim import KeyResolver, verify_dkim
+from gateway.settings.policy import load_relays, read_policy_files
 from gateway.service.routing import Route
 from gateway.store import calendars, directory, intake
 
@@ -85,9 +84,10 @@ class Trust:
 
 
 def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
-    """The trust settings a configuration names; ConfigError (a PolicyError) naming the file, rule and line."""
+    """The trust settings a configuration names; a SettingError naming the file, rule and line."""
     if config.policy_files:
-        policy, relays = load_policy(config.policy_files), relays_in(policy_files(config.policy_files))
+        files = read_policy_files(config.policy_files)
+        policy, relays = files.policy, files.relays
     else:
         policy, relays = builtin_policy(), load_relays(SHIPPED_RELAYS) if SHIPPED_RELAYS.is_file() else ()
     options = config.trust

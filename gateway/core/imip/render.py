@@ -8,9 +8,9 @@ its DKIM body hash. Names and subjects go through the SMTP policy of ``email`` (
 cleaned to one line first, so no property of the event can inject a header.
 
 Pure: the clock (``now``), the identifiers and the templates come in as arguments. The
-words come from a ``Renderer`` that the caller owns (``gateway.templates`` loads the
+words come from a ``Renderer`` that the caller owns (``gateway.adapters.templates`` loads the
 packaged or the operator's templates and catalogs): ``imiptext`` decides what is said,
-the templates only how it is laid out. Signing (``gateway.mailauth``) and sending are
+the templates only how it is laid out. Signing (``gateway.adapters.dkim``) and sending are
 not done here.
 """
 

@@ -6,7 +6,7 @@ PUBLISH, REQUEST, ADD, CANCEL and DECLINECOUNTER, the attendee named for REPLY, 
 and REFRESH. Which addresses are authenticated, and by what (DKIM, SPF, DMARC, reply
 tokens, configured calendar relays), is ``gateway.core.trust.evidence``'s to say; finding the
 evidence is the caller's job. A ``From:`` that merely equals the role is not enough
-(INTEROP rule 10). Not for verifying signatures (``gateway.mailauth``), nor for choosing
+(INTEROP rule 10). Not for verifying signatures (``gateway.adapters.dkim``), nor for choosing
 what becomes of an unauthenticated message (``gateway.core.trust.policy``).
 """
 

@@ -1,6 +1,6 @@
 """Who a message is proven to come from: the mail's authenticated addresses and what proves each (RFC 7489 §3.1).
 
-From data only: DKIM signatures that verified (``gateway.mailauth``), trusted
+From data only: DKIM signatures that verified (``gateway.adapters.dkim``), trusted
 Authentication-Results (``gateway.core.trust.authresults``), a reply token and the configured
 calendar relays become ``SenderEvidence`` (``gather_evidence``), and the From, Sender and
 envelope addresses that evidence authenticates (``authenticated_identities``). DKIM, SPF

@@ -3,7 +3,7 @@
 The model of the ``policies/`` files and the decisions taken from it: which action a
 scheduling message gets for one local recipient, whether a room may be booked, who may
 receive free/busy, how private events from outside are kept, and which limit a message
-breaks. Reading the files is ``gateway.policies``; deciding whether a sender is
+breaks. Reading the files is ``gateway.settings.policy``; deciding whether a sender is
 authenticated is the trust rules' job: the outcome arrives here as ``Facts.auth``.
 """
 

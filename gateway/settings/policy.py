@@ -1,12 +1,12 @@
-"""Assembling a Policy from the ``policies/`` TOML files; every error names the file, the line and the rule.
+"""Assembling a Policy and the calendar relays from the ``policies/`` TOML files, one pass per file.
 
 Files are read in order (a directory: its ``*.toml`` files by name, ``*.example.toml``
-skipped). The rules, partners and rooms of all files form one list each, in that order;
-``default``, ``private_events`` and each key of ``[limits]`` and ``[freebusy]`` may be set
-again by a later file, which then wins. Unknown keys are errors: a typo must not silently
-widen a rule. ``[[relay]]`` tables are left to ``gateway.relays``, so that
-``relays.toml`` may sit in the same directory. Reading one file's values, with file and
-line in errors, is ``gateway.policyfile``; deciding is ``gateway.core.trust.policy``.
+skipped). The rules, partners, rooms and relays of all files form one list each, in that
+order; ``default``, ``private_events`` and each key of ``[limits]`` and ``[freebusy]``
+may be set again by a later file, which then wins. Unknown keys are errors: a typo must
+not silently widen a rule. Every error names the file, the line and the rule. Reading
+values is ``gateway.settings.reader``; a ``[[relay]]`` table is
+``gateway.settings.relays``'s; deciding is ``gateway.core.trust.policy``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gateway.core.model import Kind, Method
+from gateway.core.trust.evidence import Relay
 from gateway.core.trust.patterns import Glob, address_pattern, domain_pattern, slug_pattern
 from gateway.core.trust.policy import (
     COMPONENTS,
@@ -40,15 +41,8 @@ from gateway.core.trust.policy import (
     Rule,
     Source,
 )
-from gateway.policyfile import (
-    Entry,
-    Invalid,
-    Lines,
-    located,
-    parse_rate,
-    read_policy_file,
-)
-from gateway.policyfile import PolicyError as PolicyError
+from gateway.settings.reader import Invalid, Lines, SettingError, Table, located, parse_rate, read_toml_file
+from gateway.settings.relays import RELAY_KEYS, relay_of
 
 _DKIM_NAME = re.compile(r"([a-z0-9](?:[a-z0-9._-]*[a-z0-9])?)\._domainkey\.([\w.-]+)")
 MIN_TOKEN_LENGTH = 20
@@ -60,79 +54,78 @@ CONDITION_KEYS = (
 RULE_KEYS = ("name", "description", "action", "notify_sender", *CONDITION_KEYS)
 PARTNER_KEYS = ("name", "domains", "dkim_keys", "freebusy", "book_rooms", "freebusy_token", "freebusy_token_file")
 ROOM_KEYS = ("name", "rooms", "local", "domains", "max_duration", "booking_window", "otherwise")
-TOP_KEYS = ("default", "private_events", "limits", "freebusy", "rule", "partner", "room")
-OTHER_READERS = ("relay",)  # [[relay]]: calendar relays, read by gateway.relays from the same files
+TOP_KEYS = ("default", "private_events", "limits", "freebusy", "rule", "partner", "room", "relay")
 
 # Each key of [limits] and [freebusy]: the field it sets and how its value is read.
-Getter = Callable[[Entry, str], Any]
+Getter = Callable[[Table, str], Any]
 LIMIT_KEYS: dict[str, tuple[str, Getter]] = {
-    **{key: (key, Entry.count) for key in (
+    **{key: (key, Table.count) for key in (
         "max_message_bytes", "max_mime_depth", "max_parts", "max_components", "max_attendees")},
     "domain_rate": ("rate", parse_rate),
-    "action": ("action", lambda entry, key: entry.choice(key, Action, (Action.HOLD, Action.REJECT))),
+    "action": ("action", lambda table, key: table.choice(key, Action, (Action.HOLD, Action.REJECT))),
 }
 FREEBUSY_KEYS: dict[str, tuple[str, Getter]] = {
-    "local": ("local", Entry.flag),
-    "domains": ("domains", lambda entry, key: entry.patterns(key, domain_pattern)),
-    "url": ("url", lambda entry, key: entry.choice(key, FreeBusyUrl)),
+    "local": ("local", Table.flag),
+    "domains": ("domains", lambda table, key: table.patterns(key, domain_pattern)),
+    "url": ("url", lambda table, key: table.choice(key, FreeBusyUrl)),
 }
 
 
-def _rule(entry: Entry, source: Source) -> Rule:
-    name = entry.name()
-    action = entry.choice("action", Action)
+def _rule(table: Table, source: Source) -> Rule:
+    name = table.name()
+    action = table.choice("action", Action)
     if action is None:
         raise Invalid("no action", "name")
-    kinds = entry.choices("recipient_kind", Kind)
+    kinds = table.choices("recipient_kind", Kind)
     if action in (Action.AUTO_ACCEPT, Action.AUTO_DECLINE) and not (kinds and set(kinds) <= set(ROOM_KINDS)):
         raise Invalid(f"{action} is for rooms: add recipient_kind = [\"room\"] or [\"resource\"]", "action")
-    notify = bool(entry.flag("notify_sender"))
+    notify = bool(table.flag("notify_sender"))
     if notify and action is not Action.REJECT:
         raise Invalid("notify_sender goes with action = \"reject\" only", "notify_sender")
-    return Rule(name, _conditions(entry, kinds), action, source, notify, entry.text("description"))
+    return Rule(name, _conditions(table, kinds), action, source, notify, table.text("description"))
 
 
-def _conditions(entry: Entry, kinds: tuple[Kind, ...]) -> Conditions:
-    components = tuple(c.upper() for c in entry.strings("component"))
+def _conditions(table: Table, kinds: tuple[Kind, ...]) -> Conditions:
+    components = tuple(c.upper() for c in table.strings("component"))
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise Invalid(f"unknown component {unknown[0]!r} (expected {', '.join(COMPONENTS)})", "component")
-    partner = entry.data.get("partner")
+    partner = table.data.get("partner")
     return Conditions(
-        method=tuple(str(m) for m in entry.choices("method", Method)),
+        method=tuple(str(m) for m in table.choices("method", Method)),
         component=components,
-        sender_domain=entry.patterns("sender_domain", domain_pattern),
-        sender=entry.patterns("sender", address_pattern),
-        recipient=entry.patterns("recipient", address_pattern),
+        sender_domain=table.patterns("sender_domain", domain_pattern),
+        sender=table.patterns("sender", address_pattern),
+        recipient=table.patterns("recipient", address_pattern),
         recipient_kind=kinds,
-        auth=entry.choices("auth", Auth),
-        authority=entry.patterns("authority", slug_pattern),
-        partner=partner if partner is None or isinstance(partner, bool) else entry.strings("partner"),
-        sender_known=entry.flag("sender_known"),
-        sender_local=entry.flag("sender_local"),
-        noise=entry.flag("noise"),
+        auth=table.choices("auth", Auth),
+        authority=table.patterns("authority", slug_pattern),
+        partner=partner if partner is None or isinstance(partner, bool) else table.strings("partner"),
+        sender_known=table.flag("sender_known"),
+        sender_local=table.flag("sender_local"),
+        noise=table.flag("noise"),
     )
 
 
-def _partner(entry: Entry, source: Source) -> Partner:
-    name = entry.name()
-    domains = entry.patterns("domains", domain_pattern)
+def _partner(table: Table, source: Source) -> Partner:
+    name = table.name()
+    domains = table.patterns("domains", domain_pattern)
     if not domains:
         raise Invalid("domains: name at least one domain", "name")
-    freebusy = bool(entry.flag("freebusy"))
-    token = _token(entry, Path(source.file).parent)
+    freebusy = bool(table.flag("freebusy"))
+    token = _token(table, Path(source.file).parent)
     if token and not freebusy:
         raise Invalid("a free/busy token needs freebusy = true", "freebusy")
-    keys = _pinned_keys(entry.data.get("dkim_keys", {}), domains)
-    return Partner(name, domains, source, keys, freebusy, entry.patterns("book_rooms", address_pattern), token)
+    keys = _pinned_keys(table.data.get("dkim_keys", {}), domains)
+    return Partner(name, domains, source, keys, freebusy, table.patterns("book_rooms", address_pattern), token)
 
 
-def _token(entry: Entry, directory: Path) -> str:
+def _token(table: Table, directory: Path) -> str:
     """The free/busy token, inline or from a file (relative to the policy file's directory)."""
-    if "freebusy_token" in entry.data and "freebusy_token_file" in entry.data:
+    if "freebusy_token" in table.data and "freebusy_token_file" in table.data:
         raise Invalid("set freebusy_token or freebusy_token_file, not both", "freebusy_token")
-    key = "freebusy_token_file" if "freebusy_token_file" in entry.data else "freebusy_token"
-    token = entry.text(key)
+    key = "freebusy_token_file" if "freebusy_token_file" in table.data else "freebusy_token"
+    token = table.text(key)
     if key == "freebusy_token_file":
         path = directory / token
         try:
@@ -181,15 +174,15 @@ def _record_problem(record: str) -> str:
     return ""
 
 
-def _room(entry: Entry, source: Source) -> Room:
-    name = entry.name()
-    rooms = entry.patterns("rooms", address_pattern)
+def _room(table: Table, source: Source) -> Room:
+    name = table.name()
+    rooms = table.patterns("rooms", address_pattern)
     if not rooms:
         raise Invalid("rooms: name at least one room address or pattern", "name")
-    otherwise = entry.choice("otherwise", Action, (Action.AUTO_DECLINE, Action.HOLD, Action.REJECT))
+    otherwise = table.choice("otherwise", Action, (Action.AUTO_DECLINE, Action.HOLD, Action.REJECT))
     return Room(
-        name, rooms, source, local=entry.flag("local") is not False, domains=entry.patterns("domains", domain_pattern),
-        max_duration=entry.duration("max_duration"), booking_window=entry.duration("booking_window"),
+        name, rooms, source, local=table.flag("local") is not False, domains=table.patterns("domains", domain_pattern),
+        max_duration=table.duration("max_duration"), booking_window=table.duration("booking_window"),
         otherwise=otherwise or Action.AUTO_DECLINE,
     )
 
@@ -197,8 +190,6 @@ def _room(entry: Entry, source: Source) -> Room:
 class _Named(Protocol):
     @property
     def name(self) -> str: ...
-    @property
-    def source(self) -> Source: ...
 
 
 N = TypeVar("N", bound=_Named)
@@ -211,48 +202,53 @@ class _Reading:
     rules: list[Rule] = field(default_factory=list)
     partners: list[Partner] = field(default_factory=list)
     rooms: list[Room] = field(default_factory=list)
+    relays: list[Relay] = field(default_factory=list)
     default: Decision | None = None
     private_events: PrivateEvents = PrivateEvents.BUSY_ONLY
     limits: dict[str, Any] = field(default_factory=dict)
     freebusy: dict[str, Any] = field(default_factory=dict)
     limits_source: Source | None = None
 
-    def add_file(self, path: Path) -> None:
-        data, lines = read_policy_file(path)
+    def add_file(self, path: Path, allowed: tuple[str, ...] = TOP_KEYS) -> None:
+        data, lines = read_toml_file(path)
         with located(path, lines, None):
-            self._top_level(Entry(data, TOP_KEYS + OTHER_READERS, "a policy file"), path, lines)
+            self._top_level(Table(data, allowed, "a policy file"), path, lines)
         for table, keys, into in (("limits", LIMIT_KEYS, self.limits), ("freebusy", FREEBUSY_KEYS, self.freebusy)):
             if table in data:
                 with located(path, lines, table, kind=table):
-                    entry = Entry(data[table], keys, f"[{table}]")
-                    into.update({name: get(entry, key) for key, (name, get) in keys.items() if key in entry.data})
+                    table = Table(data[table], keys, f"[{table}]")
+                    into.update({name: get(table, key) for key, (name, get) in keys.items() if key in table.data})
         if "limits" in data:
             self.limits_source = Source(str(path), lines.find("limits"))
         self._sections(data, path, lines, "rule", RULE_KEYS, _rule, self.rules)
         self._sections(data, path, lines, "partner", PARTNER_KEYS, _partner, self.partners)
         self._sections(data, path, lines, "room", ROOM_KEYS, _room, self.rooms)
+        self._sections(data, path, lines, "relay", RELAY_KEYS, lambda table, _: relay_of(table), self.relays)
 
-    def _top_level(self, entry: Entry, path: Path, lines: Lines) -> None:
-        default = entry.choice("default", Action, DEFAULT_ACTIONS)
+    def _top_level(self, table: Table, path: Path, lines: Lines) -> None:
+        default = table.choice("default", Action, DEFAULT_ACTIONS)
         if default is not None:
             self.default = Decision(default, "default", "default", Source(str(path), lines.find(None, key="default")))
-        self.private_events = entry.choice("private_events", PrivateEvents) or self.private_events
-        for kind in ("rule", "partner", "room"):
-            if not isinstance(entry.data.get(kind, []), list):
-                raise Invalid(f"use [[{kind}]] for each {kind}", kind)
+        self.private_events = table.choice("private_events", PrivateEvents) or self.private_events
+        for kind in ("rule", "partner", "room", "relay"):
+            table.tables(kind)
 
     def _sections(self, data: dict[str, Any], path: Path, lines: Lines, kind: str, keys: tuple[str, ...],
-                  parse: Callable[[Entry, Source], N], into: list[N]) -> None:
+                  parse: Callable[[Table, Source], N], into: list[N]) -> None:
         for index, table in enumerate(data.get(kind, [])):
             name = table.get("name", "") if isinstance(table, dict) else ""
             with located(path, lines, kind, index, kind, str(name) or f"#{index + 1}"):
-                item = parse(Entry(table, keys, f"each [[{kind}]]"), Source(str(path), lines.find(kind, index)))
+                item = parse(Table(table, keys, f"each [[{kind}]]"), Source(str(path), lines.find(kind, index)))
                 self._check_unique(kind, item.name)
                 into.append(item)
 
     def _check_unique(self, kind: str, name: str) -> None:
-        """Rules and rooms share one namespace (a decision names either); partners have their own."""
-        named: list[_Named] = [*self.partners] if kind == "partner" else [*self.rules, *self.rooms]
+        """Rules and rooms share one namespace (a decision names either); partners and relays have their own."""
+        if kind == "relay":
+            if any(relay.name == name for relay in self.relays):
+                raise Invalid(f"relay {name} is defined twice", "name")
+            return
+        named: list[Partner | Rule | Room] = [*self.partners] if kind == "partner" else [*self.rules, *self.rooms]
         earlier = next((item for item in named if item.name == name), None)
         if earlier is not None:
             raise Invalid(f"the name is already used at {earlier.source}", "name")
@@ -261,7 +257,7 @@ class _Reading:
 
     def policy(self, files: list[Path]) -> Policy:
         if self.default is None:
-            raise PolicyError(", ".join(map(str, files)), None, 'no default action: add default = "hold"')
+            raise SettingError(", ".join(map(str, files)), None, 'no default action: add default = "hold"')
         self._check_partner_names()
         return Policy(
             rules=tuple(self.rules),
@@ -279,7 +275,7 @@ class _Reading:
             wanted = rule.conditions.partner
             unknown = [n for n in wanted if n not in names] if isinstance(wanted, tuple) else []
             if unknown:
-                raise PolicyError(rule.source.file, rule.source.line, f"no partner named {unknown[0]!r}",
+                raise SettingError(rule.source.file, rule.source.line, f"no partner named {unknown[0]!r}",
                                   "rule", rule.name)
 
 
@@ -293,34 +289,29 @@ def policy_files(sources: Iterable[str | Path]) -> list[Path]:
         else:
             files.append(source)
     if not files:
-        raise PolicyError(", ".join(map(str, paths)) or "[policy] files", None, "no policy files")
+        raise SettingError(", ".join(map(str, paths)) or "[policy] files", None, "no policy files")
     return files
 
 
-def load_policy(sources: Iterable[str | Path]) -> Policy:
-    """Read the policy files (see ``policy_files``) into one Policy; raise PolicyError on any problem."""
+@dataclass(frozen=True)
+class PolicyFiles:
+    """What the policy files define: the policy and the calendar relays."""
+
+    policy: Policy
+    relays: tuple[Relay, ...]
+
+
+def read_policy_files(sources: Iterable[str | Path]) -> PolicyFiles:
+    """Read the policy files (see ``policy_files``), each once; raise SettingError on any problem."""
     files = policy_files(sources)
     reading = _Reading()
     for path in files:
         reading.add_file(path)
-    return reading.policy(files)
+    return PolicyFiles(reading.policy(files), tuple(reading.relays))
 
 
-class PolicyHolder:
-    """The running policy: loaded at start (an error raises), reloaded on SIGHUP (an error keeps the old one)."""
-
-    def __init__(self, sources: Iterable[str | Path]) -> None:
-        self.sources = tuple(sources)
-        self.current = load_policy(self.sources)
-        self.error: PolicyError | None = None
-
-    def reload(self, sources: Iterable[str | Path] | None = None) -> bool:
-        """Read the files again (or ``sources`` instead); False, with ``error`` set, when they are invalid."""
-        wanted = self.sources if sources is None else tuple(sources)
-        try:
-            policy = load_policy(wanted)
-        except PolicyError as error:
-            self.error = error
-            return False
-        self.current, self.sources, self.error = policy, wanted, None
-        return True
+def load_relays(path: str | Path) -> tuple[Relay, ...]:
+    """The relays of a file of nothing but ``[[relay]]`` tables, in file order."""
+    reading = _Reading()
+    reading.add_file(Path(path), allowed=("relay",))
+    return tuple(reading.relays)

@@ -13,11 +13,10 @@ import gettext
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # gateway/
 TEMPLATES_DIR = PACKAGE_DIR / "imip_templates"
 LOCALE_DIR = PACKAGE_DIR / "locale"
 DOMAIN = "reefknot"
@@ -28,15 +27,6 @@ def shipped_languages() -> tuple[str, ...]:
     """English and every language with a compiled catalog in the package."""
     found = sorted(p.parent.parent.name for p in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
     return (SOURCE_LANGUAGE, *found)
-
-
-def templates_dir_of(config: Any) -> str | None:
-    """``[outbound] templates_dir`` of a loaded ``gateway.config.Config``, if set."""
-    value = getattr(getattr(config, "outbound", None), "templates_dir", None)
-    if not value:
-        outbound = getattr(config, "raw", {}).get("outbound", {})
-        value = outbound.get("templates_dir") if isinstance(outbound, dict) else None
-    return str(value) if value else None
 
 
 def _autoescape(name: str | None) -> bool:

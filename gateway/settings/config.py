@@ -1,0 +1,381 @@
+"""Reefknot's configuration: one TOML file, validated into frozen values with built-in defaults.
+
+Lookup order: ``--config FILE``, else ``$REEFKNOT_CONFIG``, else ``./reefknot.toml`` when
+present, else the defaults (an SQLite file ``reefknot.db`` in the working directory,
+SMTP on 127.0.0.1:10025, LMTP on 127.0.0.1:10024, HTTP on 127.0.0.1:8025).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.settings.reader import ConfigError as ConfigError
+from gateway.settings.reader import Invalid, Lines, Table, located, read_toml_file
+
+ENV_VAR = "REEFKNOT_CONFIG"
+LOCAL_FILE = "reefknot.toml"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where a listener binds: a TCP host and port, or a unix socket path."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @classmethod
+    def parse(cls, text: str, setting: str) -> Listener:
+        if text.startswith("unix:"):
+            return cls(path=text[5:])
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise Invalid(f"{setting}: {text!r} is not HOST:PORT or unix:PATH", setting.rpartition(" ")[2])
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+
+
+IMAP_SECURITY = ("tls", "starttls", "none")
+IMAP_CREDENTIALS = ("password_file", "password_command", "xoauth2_token_command")
+MAX_IDLE_TIMEOUT = 600.0  # NAT gateways drop silent connections; RFC 2177 allows up to 29 min
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    """One ``[[imap]]`` mailbox to poll; exactly one of the three credential settings is set.
+
+    A command is a list of arguments, or a string split like a shell would (no shell
+    runs); its standard output, stripped, is the password or the OAuth2 access token.
+    """
+
+    host: str
+    username: str
+    password_file: str = ""
+    password_command: tuple[str, ...] = ()
+    xoauth2_token_command: tuple[str, ...] = ()
+    port: int = 993
+    security: str = "tls"  # tls (implicit, port 993), starttls or none (port 143)
+    ca_file: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = "Calendar/Processed"
+    idle_timeout: float = MAX_IDLE_TIMEOUT
+    poll_interval: float = 60.0  # for servers without IDLE
+    recipients: tuple[str, ...] = ()  # fixed envelope recipients; none: the local principals the mail names
+
+    @classmethod
+    def from_toml(cls, entry: dict[str, Any], setting: str = "[[imap]]") -> ImapAccount:
+        table = Table(entry, [f.name for f in fields(cls)], setting, setting)
+        security = table.text("security", "tls")
+        if security not in IMAP_SECURITY:
+            raise table.invalid(f"security: {security!r} is not one of {', '.join(IMAP_SECURITY)}", "security")
+        account = cls(
+            host=table.text("host"), username=table.text("username"), password_file=table.text("password_file"),
+            password_command=_command(table, "password_command"),
+            xoauth2_token_command=_command(table, "xoauth2_token_command"),
+            port=table.whole("port", 993 if security == "tls" else 143, 1, 65535), security=security,
+            ca_file=table.text("ca_file"), folder=table.text("folder", cls.folder),
+            processed_folder=table.text("processed_folder", cls.processed_folder),
+            idle_timeout=table.seconds("idle_timeout", cls.idle_timeout, MAX_IDLE_TIMEOUT),
+            poll_interval=table.seconds("poll_interval", cls.poll_interval),
+            recipients=table.strings("recipients"),
+        )
+        if not account.host or not account.username:
+            raise table.invalid("host and username are required", "host")
+        given = [name for name in IMAP_CREDENTIALS if getattr(account, name)]
+        if len(given) != 1:
+            raise table.invalid(f"{account.username}: set exactly one of {', '.join(IMAP_CREDENTIALS)}")
+        if not account.processed_folder or account.processed_folder == account.folder:
+            raise table.invalid("processed_folder: must be set and differ from folder", "processed_folder")
+        return account
+
+    @property
+    def name(self) -> str:
+        """The mailbox as logs name it."""
+        return f"imap://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def _command(table: Table, key: str) -> tuple[str, ...]:
+    if key not in table:
+        return ()
+    value = table.data[key]
+    words = shlex.split(value) if isinstance(value, str) else list(table.string_list(key))
+    if not words:
+        raise table.invalid(f"{key}: empty command", key)
+    return tuple(words)
+
+
+INTAKE_MODES = ("transport", "copy")
+INTAKE_SETTINGS = ("listen", "mode", "max_message_size", "tls_cert", "tls_key", "allowed_networks", "hostname")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class IntakeOptions:
+    """How an SMTP or LMTP listener treats its clients (``[smtp]``/``[lmtp]`` besides ``listen``).
+
+    ``mode``: ``transport`` (Reefknot is the MTA's transport for local principals and
+    refuses unknown recipients with 550 5.1.1) or ``copy`` (the MTA sends Reefknot a copy
+    of calendar mail; every recipient is accepted). ``allowed_networks``: the client
+    networks that may connect; empty, anyone who reaches the port.
+    """
+
+    mode: str = "transport"
+    max_message_size: int = 25 * 2**20
+    tls_cert: str = ""
+    tls_key: str = ""
+    allowed_networks: tuple[Network, ...] = ()
+    hostname: str = ""  # in the greeting; empty: this machine's host name
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any], setting: str) -> IntakeOptions:
+        table = Table(section, INTAKE_SETTINGS, setting, setting)
+        mode = table.text("mode", cls.mode)
+        if mode not in INTAKE_MODES:
+            raise table.invalid(f"mode: {mode!r} is not one of {', '.join(INTAKE_MODES)}", "mode")
+        size = table.count("max_message_size") or cls.max_message_size
+        cert, key = table.text("tls_cert"), table.text("tls_key")
+        if bool(cert) != bool(key):
+            raise table.invalid("tls_cert and tls_key go together", "tls_cert")
+        try:
+            networks = tuple(ipaddress.ip_network(v, strict=False) for v in table.strings("allowed_networks"))
+        except ValueError as error:
+            raise table.invalid(f"allowed_networks: {error}", "allowed_networks") from error
+        return cls(mode, size, cert, key, networks, table.text("hostname"))
+
+
+DEFAULT_MESSAGE_TIMEOUT = 30.0
+
+
+OUTBOUND_SETTINGS = (
+    "starttls", "ca_file", "username", "password_file", "timeout", "lifetime", "retry_min", "retry_max",
+    "poll_interval", "templates_dir",
+)
+OUTBOUND_SECTION = ("smarthost", "reply_domain", "dkim", *OUTBOUND_SETTINGS)
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class OutboundOptions:
+    """How the sender talks to ``[outbound] smarthost`` and how long it keeps trying (seconds).
+
+    ``starttls``: require STARTTLS, the certificate checked against ``ca_file`` (else the
+    system's CAs); without it the connection stays in clear text. ``username`` with
+    ``password_file``: AUTH after STARTTLS; without STARTTLS only to a smarthost on this
+    machine (``check_smarthost_auth``). A message refused with 4xx (or not handed over
+    at all) is tried again after ``retry_min``, then after twice as long each time up to
+    ``retry_max``, until it is ``lifetime`` old (Postfix: 5 min to ~1 h, 5 days).
+    """
+
+    starttls: bool = False
+    ca_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    timeout: float = 60.0  # for each SMTP command
+    lifetime: float = 5 * DAY
+    retry_min: float = 300.0
+    retry_max: float = 3600.0
+    poll_interval: float = 5.0  # seconds between looks at the outbox for rows queued by other processes
+    templates_dir: str = ""  # the operator's templates, before the packaged ones
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any], setting: str = "[outbound]") -> OutboundOptions:
+        table = Table(section, OUTBOUND_SECTION, setting, setting)
+        options = cls(
+            starttls=bool(table.flag("starttls")),
+            **{name: table.text(name) for name in ("ca_file", "username", "password_file", "templates_dir")},
+            **{name: table.seconds(name, getattr(cls, name))
+               for name in ("timeout", "lifetime", "retry_min", "retry_max", "poll_interval")},
+        )
+        if options.retry_min > options.retry_max:
+            raise table.invalid("retry_min must not exceed retry_max", "retry_min")
+        if bool(options.username) != bool(options.password_file):
+            raise table.invalid("username and password_file go together", "username")
+        if "smarthost" in table:
+            check_smarthost_auth(Listener.parse(table.text("smarthost"), f"{setting} smarthost"), options, setting)
+        return options
+
+
+def check_smarthost_auth(smarthost: Listener, options: OutboundOptions, setting: str = "[outbound]") -> None:
+    """ConfigError when AUTH would send the password in clear text over a network.
+
+    A unix socket and a loopback address never leave this machine; anything else may be
+    read on the way, so the password goes only inside STARTTLS.
+    """
+    if options.username and not options.starttls and not _on_this_machine(smarthost):
+        raise Invalid(
+            f"{setting} username: AUTH to smarthost {smarthost} would send the password in clear text;"
+            " set starttls = true, or relay through a loopback address or a unix socket", "username",
+        )
+
+
+def _on_this_machine(where: Listener) -> bool:
+    if where.path or where.host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(where.host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+@dataclass(frozen=True)
+class TrustOptions:
+    """How senders are verified: whose Authentication-Results to believe, and DNS for DKIM keys.
+
+    ``authserv_ids``: the authserv-ids of the operator's own MTA; an
+    Authentication-Results header from anyone else is ignored. ``dns = false`` verifies
+    only signatures whose keys a partner file pins.
+    """
+
+    authserv_ids: tuple[str, ...] = ()
+    dns: bool = True
+    dns_timeout: float = 5.0
+
+    @classmethod
+    def from_toml(cls, section: dict[str, Any]) -> TrustOptions:
+        table = Table(section, ("authserv_ids", "dns", "dns_timeout"), "[trust]", "[trust]")
+        ids = table.string_list("authserv_ids")
+        if not all(ids):
+            raise table.invalid("authserv_ids: must be a list of names", "authserv_ids")
+        dns = table.flag("dns")
+        return cls(tuple(i.lower() for i in ids), dns is not False, table.seconds("dns_timeout", cls.dns_timeout))
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """``[outbound.dkim]``: the signing domain, the selector and the private key file."""
+
+    domain: str
+    selector: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = "sqlite:///reefknot.db"
+    smtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10025),)
+    lmtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10024),)
+    smtp_options: IntakeOptions = IntakeOptions()
+    lmtp_options: IntakeOptions = IntakeOptions()
+    processing_workers: int = 1  # [processing] workers; 0: this process only takes mail in
+    message_timeout: float = DEFAULT_MESSAGE_TIMEOUT  # [processing] message_timeout: one message's budget, seconds
+    imap: tuple[ImapAccount, ...] = ()
+    sends_mail: bool = False  # an [outbound] section is present: without one the outbox is kept, not sent
+    smarthost: Listener = Listener("127.0.0.1", 25)
+    reply_domain: str = ""
+    outbound: OutboundOptions = OutboundOptions()
+    dkim: DkimKey | None = None
+    http: Listener = Listener("127.0.0.1", 8025)
+    public_url: str = ""
+    policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
+    trust: TrustOptions = TrustOptions()
+    source: str = "built-in defaults"
+
+
+SECTIONS = ("database", "smtp", "lmtp", "processing", "imap", "outbound", "http", "policy", "trust")
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """The configuration file to read, by the documented lookup order."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    local = Path(LOCAL_FILE)
+    return local if local.exists() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read and validate the configuration; raise ConfigError naming the file, the line and the setting."""
+    path = find_config_file(explicit)
+    if path is None:
+        return Config()
+    data, lines = read_toml_file(path)
+    with located(path, lines, None):
+        top = Table(data, SECTIONS, "a configuration file")
+    return _Reading(top, lines, path).config()
+
+
+class _Reading:
+    """One configuration file, read section by section; an error names the line of the section or its key."""
+
+    def __init__(self, top: Table, lines: Lines, path: Path) -> None:
+        self.top, self.lines, self.path = top, lines, path
+
+    def section(self, name: str, allowed: tuple[str, ...]) -> Table:
+        with located(self.path, self.lines, name):
+            return self.top.table(name, allowed)
+
+    def config(self) -> Config:
+        defaults = Config()
+        with located(self.path, self.lines, "database"):
+            database = self.section("database", ("url",))
+            url = database.text("url", defaults.database_url)
+        with located(self.path, self.lines, "smtp"):
+            smtp = self.section("smtp", INTAKE_SETTINGS)
+            smtp_options = IntakeOptions.from_toml(smtp.data, "[smtp]")
+            smtp_listeners = _listeners(smtp, defaults.smtp, "[smtp] listen")
+        with located(self.path, self.lines, "lmtp"):
+            lmtp = self.section("lmtp", INTAKE_SETTINGS)
+            lmtp_options = IntakeOptions.from_toml(lmtp.data, "[lmtp]")
+            lmtp_listeners = _listeners(lmtp, defaults.lmtp, "[lmtp] listen")
+        with located(self.path, self.lines, "processing"):
+            processing = self.section("processing", ("workers", "message_timeout"))
+            workers = processing.whole("workers", 1, 0, 64)
+            message_timeout = processing.seconds("message_timeout", DEFAULT_MESSAGE_TIMEOUT, 3600)
+        accounts = []
+        with located(self.path, self.lines, None):
+            entries = self.top.tables("imap")
+        for index, entry in enumerate(entries):
+            with located(self.path, self.lines, "imap", index):
+                accounts.append(ImapAccount.from_toml(entry, f"[[imap]] #{index + 1}"))
+        with located(self.path, self.lines, "outbound"):
+            outbound = self.section("outbound", OUTBOUND_SECTION)
+            options = OutboundOptions.from_toml(outbound.data)
+            smarthost = Listener.parse(outbound.text("smarthost", str(defaults.smarthost)), "[outbound] smarthost")
+            reply_domain = outbound.text("reply_domain")
+        with located(self.path, self.lines, "outbound.dkim"):
+            dkim = outbound.table("dkim", ("domain", "selector", "key_file"), "[outbound.dkim]")
+            key = DkimKey(*(dkim.text(k) for k in ("domain", "selector", "key_file"))) if "dkim" in outbound else None
+            if key is not None and not all((key.domain, key.selector, key.key_file)):
+                raise dkim.invalid("domain, selector and key_file are all needed")
+        with located(self.path, self.lines, "http"):
+            http = self.section("http", ("listen", "public_url"))
+            http_listener = Listener.parse(http.text("listen", str(defaults.http)), "[http] listen")
+            public_url = http.text("public_url")
+        with located(self.path, self.lines, "policy"):
+            files = self.section("policy", ("files",)).strings("files")
+        with located(self.path, self.lines, "trust"):
+            trust = TrustOptions.from_toml(self.section("trust", ("authserv_ids", "dns", "dns_timeout")).data)
+        return Config(
+            database_url=url,
+            smtp=smtp_listeners,
+            lmtp=lmtp_listeners,
+            smtp_options=smtp_options,
+            lmtp_options=lmtp_options,
+            processing_workers=workers,
+            message_timeout=message_timeout,
+            imap=tuple(accounts),
+            sends_mail="outbound" in self.top,
+            smarthost=smarthost,
+            reply_domain=reply_domain,
+            outbound=options,
+            dkim=key,
+            http=http_listener,
+            public_url=public_url,
+            policy_files=tuple(str(self.path.parent / p) for p in files),
+            trust=trust,
+            source=str(self.path),
+        )
+
+
+def _listeners(table: Table, default: tuple[Listener, ...], setting: str) -> tuple[Listener, ...]:
+    if "listen" not in table:
+        return default
+    return tuple(Listener.parse(text, setting) for text in table.strings("listen"))
