@@ -16,9 +16,9 @@ from gateway.core.calendar.booking import (
     Booking,
     BookingError,
     BookingRules,
+    Decline,
     apply_booking,
     booking_horizon,
-    booking_reply,
     decide_booking,
 )
 from gateway.core.calendar.freebusy import BusyPeriod, busy_periods
@@ -34,6 +34,7 @@ from gateway.core.calendar.ical import (
     serialize_calendar,
 )
 from gateway.core.calendar.instances import MASTER, recurrence_key_of
+from gateway.core.itip.plan import plan_itip
 from gateway.core.model import PartStat
 
 ROOM = "room-4.12@foo.example"
@@ -145,10 +146,22 @@ def test_room_decision(case: Case) -> None:
     assert {key: reasons.get(key) for key in case.reasons} == case.reasons
 
 
+def room_reply(request: Calendar, booking: Booking) -> Calendar | None:
+    """The REPLY the room sends, planned as the service plans it: from the request to the room's answered copy."""
+    plan = plan_itip(request, apply_booking(request, booking.attendee, booking), booking.attendee, NOW)
+    assert len(plan.messages) <= 1
+    return plan.messages[0].calendar if plan.messages else None
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_room_reply_carries_the_decision(case: Case) -> None:
     booking = decide(case)
-    reply = parse_calendar(serialize_calendar(booking_reply(request(*case.components), booking.attendee, booking, NOW)))
+    sent = room_reply(request(*case.components), booking)
+    if case.reason == Decline.CANCELLED:  # nobody answers a cancelled event (RFC 5546 §3.2.5): the copy only
+        assert sent is None and booking.partstat == DECLINED
+        return
+    assert sent is not None
+    reply = parse_calendar(serialize_calendar(sent))
     assert method_of(reply) == "REPLY"
     answered = {recurrence_key_of(c): c for c in components_of(reply)}
     assert sorted(answered) == sorted(key for key, _ in booking.answers)
@@ -164,7 +177,9 @@ def test_room_reply_carries_the_decision(case: Case) -> None:
 def test_weekly_series_with_one_clash_replies_master_and_one_override() -> None:
     case = next(c for c in CASES if c.name == "series-one-clash-declines-that-instance")
     booking = decide(case)
-    reply = parse_calendar(serialize_calendar(booking_reply(request(WEEKLY), ROOM, booking, NOW)))
+    sent = room_reply(request(WEEKLY), booking)
+    assert sent is not None
+    reply = parse_calendar(serialize_calendar(sent))
     master, override = components_of(reply)
     assert partstat_of(find_attendee(master, ROOM)) == ACCEPTED and "RRULE" in master
     assert override["RECURRENCE-ID"].dt.astimezone(UTC) == z("2025-03-17 08:00")
@@ -191,7 +206,7 @@ def test_request_is_not_changed() -> None:
     before = serialize_calendar(original)
     booking = decide_booking(original, ROOMS, busy(("2025-03-17 08:00", "2025-03-17 09:00")), RULES, NOW,
                              NOW + timedelta(days=365))
-    booking_reply(original, ROOM, booking, NOW)
+    room_reply(original, booking)
     apply_booking(original, ROOM, booking)
     assert serialize_calendar(original) == before
 

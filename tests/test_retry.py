@@ -17,10 +17,10 @@ from gateway.core.mail.retry import (
     Attempt,
     AttemptResult,
     RetryPolicy,
-    Verdict,
+    Disposition,
     decide_attempt,
 )
-from gateway.edges.relay import Stage, attempt_for_reply
+from gateway.edges.smarthost import Stage, attempt_for_reply
 from tests.conftest import NOW
 
 R = AttemptResult
@@ -65,46 +65,46 @@ S = ScheduleStatus
 
 
 @pytest.mark.parametrize(
-    ("result", "age", "attempts", "verdict", "status", "reason", "next_in"),
+    ("result", "age", "attempts", "disposition", "status", "reason", "next_in"),
     [
-        (R.DELIVERED, timedelta(0), 1, Verdict.SENT, S.SENT, "250 ok", None),
-        (R.DEFERRED, timedelta(0), 1, Verdict.RETRY, S.SENT, "250 ok", timedelta(minutes=5)),
-        (R.DEFERRED, timedelta(days=4, hours=23), 3, Verdict.RETRY, S.SENT, "250 ok", timedelta(minutes=20)),
-        (R.DEFERRED, timedelta(days=5), 120, Verdict.FAILED, S.NOT_DELIVERED,
+        (R.DELIVERED, timedelta(0), 1, Disposition.SENT, S.SENT, "250 ok", None),
+        (R.DEFERRED, timedelta(0), 1, Disposition.RETRY, S.SENT, "250 ok", timedelta(minutes=5)),
+        (R.DEFERRED, timedelta(days=4, hours=23), 3, Disposition.RETRY, S.SENT, "250 ok", timedelta(minutes=20)),
+        (R.DEFERRED, timedelta(days=5), 120, Disposition.FAILED, S.NOT_DELIVERED,
          "lifetime-exceeded: 120 attempts, the last: 250 ok", None),
-        (R.REFUSED, timedelta(0), 1, Verdict.FAILED, S.NOT_DELIVERED, "refused: 250 ok", None),
-        (R.BAD_ADDRESS, timedelta(0), 1, Verdict.FAILED, S.INVALID_USER, "bad-address: 250 ok", None),
-        (R.UNCOMPOSABLE, timedelta(0), 1, Verdict.FAILED, S.NOT_DELIVERED, "uncomposable: 250 ok", None),
+        (R.REFUSED, timedelta(0), 1, Disposition.FAILED, S.NOT_DELIVERED, "refused: 250 ok", None),
+        (R.BAD_ADDRESS, timedelta(0), 1, Disposition.FAILED, S.INVALID_USER, "bad-address: 250 ok", None),
+        (R.UNCOMPOSABLE, timedelta(0), 1, Disposition.FAILED, S.NOT_DELIVERED, "uncomposable: 250 ok", None),
     ],
 )
 def test_an_attempt_decides(
-    result: AttemptResult, age: timedelta, attempts: int, verdict: Verdict, status: ScheduleStatus, reason: str,
+    result: AttemptResult, age: timedelta, attempts: int, disposition: Disposition, status: ScheduleStatus, reason: str,
     next_in: timedelta | None,
 ) -> None:
     now = NOW + age
     decision = decide_attempt(Attempt(result, "250 ok"), policy=POLICY, created_at=NOW, attempts=attempts, now=now)
-    assert (decision.verdict, decision.status, decision.reason) == (verdict, status, reason)
+    assert (decision.disposition, decision.status, decision.reason) == (disposition, status, reason)
     assert decision.next_attempt_at == (now + next_in if next_in else None)
 
 
 @pytest.mark.parametrize(
-    ("result", "age", "due_in", "verdict", "next_attempt_in"),
+    ("result", "age", "due_in", "disposition", "next_attempt_in"),
     [
-        (R.DEFERRED, timedelta(minutes=1), timedelta(minutes=4), Verdict.RETRY, timedelta(minutes=4)),  # its schedule
-        (R.DEFERRED, timedelta(days=5), timedelta(minutes=30), Verdict.RETRY, timedelta(minutes=30)),  # age judged when due
-        (R.DEFERRED, timedelta(minutes=5), timedelta(0), Verdict.RETRY, timedelta(minutes=20)),  # due: the backoff grows
-        (R.DEFERRED, timedelta(days=5), -timedelta(minutes=1), Verdict.FAILED, None),
-        (R.DELIVERED, timedelta(minutes=1), timedelta(minutes=4), Verdict.SENT, None),
-        (R.BAD_ADDRESS, timedelta(minutes=1), timedelta(minutes=4), Verdict.FAILED, None),  # a refusal counts any time
+        (R.DEFERRED, timedelta(minutes=1), timedelta(minutes=4), Disposition.RETRY, timedelta(minutes=4)),  # its schedule
+        (R.DEFERRED, timedelta(days=5), timedelta(minutes=30), Disposition.RETRY, timedelta(minutes=30)),  # age judged when due
+        (R.DEFERRED, timedelta(minutes=5), timedelta(0), Disposition.RETRY, timedelta(minutes=20)),  # due: the backoff grows
+        (R.DEFERRED, timedelta(days=5), -timedelta(minutes=1), Disposition.FAILED, None),
+        (R.DELIVERED, timedelta(minutes=1), timedelta(minutes=4), Disposition.SENT, None),
+        (R.BAD_ADDRESS, timedelta(minutes=1), timedelta(minutes=4), Disposition.FAILED, None),  # a refusal counts any time
     ],
 )
 def test_an_attempt_forced_before_its_time_counts_only_when_it_ends_the_message(
-    result: AttemptResult, age: timedelta, due_in: timedelta, verdict: Verdict, next_attempt_in: timedelta | None
+    result: AttemptResult, age: timedelta, due_in: timedelta, disposition: Disposition, next_attempt_in: timedelta | None
 ) -> None:
     now = NOW + age
     decision = decide_attempt(Attempt(result, "451 busy"), policy=POLICY, created_at=NOW, attempts=3, now=now,
                               due_at=now + due_in)
-    assert decision.verdict is verdict
+    assert decision.disposition is disposition
     assert decision.next_attempt_at == (now + next_attempt_in if next_attempt_in is not None else None)
 
 

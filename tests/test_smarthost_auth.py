@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.settings.config import ConfigError, Listener, OutboundOptions, load_config
-from gateway.edges.relay import Relay
+from gateway.edges.smarthost import SmarthostSession
 from tests.cli import EVENT, Reefknot
 from tests.servers import LOOPBACK
 from tests.sink import smtp_peer
@@ -55,8 +55,8 @@ def test_auth_in_clear_text_is_refused_unless_the_smarthost_is_on_this_machine(
 def test_a_relay_refuses_to_send_a_password_in_clear_text_whatever_built_it() -> None:
     options = OutboundOptions(username="reefknot", password_file="/etc/reefknot/smarthost.secret")
     with pytest.raises(ConfigError, match="clear text"):
-        Relay(Listener("192.0.2.10", 25), options, "s3cret")
-    Relay(Listener("192.0.2.10", 25), OutboundOptions(starttls=True, username="reefknot",
+        SmarthostSession(Listener("192.0.2.10", 25), options, "s3cret")
+    SmarthostSession(Listener("192.0.2.10", 25), OutboundOptions(starttls=True, username="reefknot",
                                                       password_file="/etc/reefknot/smarthost.secret"), "s3cret")
 
 

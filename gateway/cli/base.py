@@ -17,7 +17,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from gateway.settings.config import Config, ConfigError, load_config
-from gateway.service import events
+from gateway.core.itip.edits import EditError
 from gateway.service.trust import Trust, load_trust
 from gateway.store import directory
 from gateway.store.db import Database, SchemaOutdated
@@ -97,7 +97,7 @@ def guarded(function: F) -> F:
             raise Exit(EX_TEMPFAIL, f"database unavailable: {error.orig}") from error
         except (DirectoryError, IntakeNotFound, OutboxNotFound) as error:
             raise Exit(EX_DATAERR, str(error)) from error
-        except events.EventError as error:
+        except EditError as error:
             raise Exit(EX_DATAERR, str(error)) from error
 
     return wrapper  # type: ignore[return-value]

@@ -120,7 +120,7 @@ def outbox_list(context: Context, as_json: bool) -> None:
         rows: list[dict[str, Any]] = [
             {
                 "id": m.id, "method": m.method, "uid": m.uid, "sender": m.sender, "recipients": [m.recipient],
-                "state": m.state, "attempts": m.attempts, "created_at": m.created_at.isoformat(),
+                "state": m.state.value, "attempts": m.attempts, "created_at": m.created_at.isoformat(),
                 "next_attempt_at": m.next_attempt_at.isoformat(),
                 "finished_at": m.finished_at.isoformat() if m.finished_at else None,
                 "last_error": m.last_error, "message_id": m.message_id,
@@ -143,7 +143,7 @@ def outbox_retry(context: Context, outbox_id: int) -> None:
     """
     states = (OutboxState.QUEUED, OutboxState.FAILED, OutboxState.DROPPED)
     with context.database().transaction() as session:
-        outbox.retry(outbox.get(session, outbox_id, states=states), utcnow())
+        outbox.retry(session, outbox_id, utcnow(), states)
     click.echo(f"outbox {outbox_id}: queued")
 
 
@@ -154,8 +154,7 @@ def outbox_retry(context: Context, outbox_id: int) -> None:
 def outbox_drop(context: Context, outbox_id: int) -> None:
     """Give up on a queued or failed message; the organizer's copy of a queued one says 5.1."""
     with context.database().transaction() as session:
-        row = outbox.get(session, outbox_id, states=(OutboxState.QUEUED, OutboxState.FAILED))
-        delivery_attempts.drop_message(session, row, utcnow())
+        delivery_attempts.drop_message(session, outbox_id, utcnow())
     click.echo(f"outbox {outbox_id}: dropped")
 
 

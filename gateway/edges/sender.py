@@ -1,7 +1,7 @@
 """The sender: takes due rows from the outbox, composes each, hands it to the smarthost, records the result.
 
 A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
-session (``relay``) and records every attempt through
+session (``gateway.edges.smarthost``) and records every attempt through
 ``gateway.service.delivery_attempts``, which decides sent, deferred or failed. ``run``
 makes passes until stopped: when poked, and every few seconds anyway; ``flush`` goes
 once through the whole queue, backoff or not. Database work runs in worker threads
@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 from gateway.adapters.clock import utcnow
 from gateway.settings.config import Config
 from gateway.core.mail.retry import Attempt, AttemptResult
-from gateway.edges.relay import Relay, read_password
+from gateway.edges.smarthost import SmarthostSession, read_password
 from gateway.edges.waiting import wait_any
 from gateway.service import delivery_attempts
-from gateway.service.delivery_attempts import Compose, OutboxMessage, SendResult
+from gateway.service.delivery_attempts import Compose, OutboxRecord, SendResult
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
 
@@ -75,15 +75,15 @@ class Sender:
             results.extend(await self._send_claimed(rows))
         return results
 
-    async def _claim_queued(self, after_id: int) -> list[OutboxMessage]:
+    async def _claim_queued(self, after_id: int) -> list[OutboxRecord]:
         now = self.clock()
         return await self._store(delivery_attempts.claim_queued, self.db, now, self._lease(now, BATCH), BATCH, after_id)
 
-    async def _send_claimed(self, rows: list[OutboxMessage]) -> list[SendResult]:
+    async def _send_claimed(self, rows: list[OutboxRecord]) -> list[SendResult]:
         if not rows:
             return []
-        async with Relay(self.config.smarthost, self.config.outbound, self.password) as relay:
-            return [await self._send(relay, row) for row in rows]
+        async with SmarthostSession(self.config.smarthost, self.config.outbound, self.password) as session:
+            return [await self._send(session, row) for row in rows]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Make passes until ``stop`` is set; a database outage pauses the sender, growing to MAX_BACKOFF."""
@@ -102,17 +102,17 @@ class Sender:
                 backoff = 0.0
             await wait_any(self._wake, stop, timeout=backoff or self.config.outbound.poll_interval)
 
-    async def _send(self, relay: Relay, row: OutboxMessage) -> SendResult:
-        attempt = await self._attempt(relay, row)
+    async def _send(self, session: SmarthostSession, row: OutboxRecord) -> SendResult:
+        attempt = await self._attempt(session, row)
         return await self._store(delivery_attempts.record_attempt, self.db, row.id, attempt, self.policy, self.clock())
 
-    async def _attempt(self, relay: Relay, row: OutboxMessage) -> Attempt:
+    async def _attempt(self, session: SmarthostSession, row: OutboxRecord) -> Attempt:
         try:
             data = await asyncio.to_thread(self.compose, row)
         except Exception as error:
             log.debug("outbox %d %s: composing failed", row.id, row.message_id, exc_info=True)
             return Attempt(AttemptResult.UNCOMPOSABLE, " ".join(f"{type(error).__name__}: {error}".split()))
-        return await relay.send(delivery_attempts.envelope_sender(row, self.config.reply_domain), row.recipient, data)
+        return await session.send(delivery_attempts.envelope_sender(row, self.config.reply_domain), row.recipient, data)
 
     def _lease(self, now: datetime, limit: int) -> datetime:
         """Long enough for a whole pass to run into every timeout; a crashed sender's rows wait this long."""

@@ -28,8 +28,7 @@ from gateway.core.trust.evidence import aligned
 from gateway.service import delivery_attempts
 from gateway.service.routing import Route
 from gateway.store import inbox, outbox
-from gateway.store.outbox import OutboxNotFound, OutboxState
-from gateway.store.schema import OutboxMessage
+from gateway.store.outbox import OutboxNotFound, OutboxRecord, OutboxState
 
 DELIVERY_FAILED = "delivery-failed"
 UNAUTHENTICATED_BOUNCE = "unauthenticated-bounce"
@@ -43,7 +42,7 @@ class Reporters(Protocol):
 
 @dataclass(frozen=True)
 class _Match:
-    row: OutboxMessage
+    row: OutboxRecord
     route: Route
     by_bounce_address: bool
 
@@ -66,20 +65,20 @@ def record_bounce(
                    f" {domain_of(row.recipient)} or {domain_of(row.sender)}: the delivery stays {row.state}")
         _record(session, route, row, sender, Outcome.RECORDED, UNAUTHENTICATED_BOUNCE, detail, intake_id, now)
         return UNAUTHENTICATED_BOUNCE
-    if row.state in (OutboxState.QUEUED.value, OutboxState.SENT.value):
-        outbox.mark_failed(row, now, f"bounced: {detail}")
+    if row.state in (OutboxState.QUEUED, OutboxState.SENT):
+        outbox.mark_failed(session, row.id, now, f"bounced: {detail}")
     delivery_attempts.update_schedule_status(session, row, ScheduleStatus.NOT_DELIVERED, now)
     _record(session, route, row, sender, Outcome.BOUNCED, DELIVERY_FAILED, detail, intake_id, now)
     return DELIVERY_FAILED
 
 
-def _vouched(row: OutboxMessage, reporters: Reporters) -> bool:
+def _vouched(row: OutboxRecord, reporters: Reporters) -> bool:
     """Whether an authenticated address of the bounce belongs to the attendee's or the local sender's organization."""
     domains = (domain_of(row.recipient), domain_of(row.sender))
     return any(aligned(domain_of(a), d) for a in reporters.authenticated_addresses() for d in domains if d)
 
 
-def _record(session: Session, route: Route, row: OutboxMessage, sender: str, outcome: Outcome, reason: str,
+def _record(session: Session, route: Route, row: OutboxRecord, sender: str, outcome: Outcome, reason: str,
             detail: str, intake_id: int, now: datetime) -> None:
     line = inbox.InboxRecord(route.principal.id, row.method, row.uid, sender, outcome, reason, detail,
                              intake_id=intake_id)

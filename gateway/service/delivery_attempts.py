@@ -30,18 +30,17 @@ from gateway.core.itip.schedulestatus import (
 )
 from gateway.core.itip.types import Stored
 from gateway.core.mail.replyaddress import bounce_address, reply_address
-from gateway.core.mail.retry import Attempt, Decision, RetryPolicy, Verdict, decide_attempt
+from gateway.core.mail.retry import AfterAttempt, Attempt, Disposition, RetryPolicy, decide_attempt
 from gateway.core.model import Method, OutgoingMessage
 from gateway.adapters.dkim import DkimKeyError, DkimSigner
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
-from gateway.store.outbox import OutboxState
-from gateway.store.schema import OutboxMessage
+from gateway.store.outbox import OutboxRecord, OutboxState
 from gateway.adapters.templates import TemplateRenderer
 
 log = logging.getLogger(__name__)
 
-Compose = Callable[[OutboxMessage], bytes]
+Compose = Callable[[OutboxRecord], bytes]
 """Turns one outbox row into the exact bytes to send: rendered, with its Message-ID, signed."""
 
 # The organizer's own messages: only these leave a SCHEDULE-STATUS on the sender's copy.
@@ -80,7 +79,7 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
     except (OSError, DkimKeyError) as error:
         raise ComposerUnavailable(f"[outbound.dkim]: {error}") from error
 
-    def compose(row: OutboxMessage) -> bytes:
+    def compose(row: OutboxRecord) -> bytes:
         message = OutgoingMessage(Method(row.method), row.uid, row.sender, (row.recipient,), parse_calendar(row.ical))
         previous = parse_calendar(row.previous_ical) if row.previous_ical else None
         reply_to = reply_address(row.reply_token, config.reply_domain) if row.reply_token and config.reply_domain else None
@@ -104,20 +103,20 @@ def retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy(_seconds(options.retry_min), _seconds(options.retry_max), _seconds(options.lifetime))
 
 
-def envelope_sender(row: OutboxMessage, reply_domain: str) -> str:
+def envelope_sender(row: OutboxRecord, reply_domain: str) -> str:
     """The SMTP MAIL FROM: an address naming the row and its token under the reply domain, so a bounce finds it."""
     if reply_domain and row.reply_token:
         return bounce_address(row.reply_token, row.id, reply_domain)
     return row.sender
 
 
-def claim_due(db: Database, now: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+def claim_due(db: Database, now: datetime, lease_until: datetime, limit: int) -> list[OutboxRecord]:
     """Claim due rows in a transaction of their own; they stay readable after it ends."""
     with db.transaction() as session:
         return outbox.claim_due(session, now, lease_until, limit)
 
 
-def claim_queued(db: Database, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxMessage]:
+def claim_queued(db: Database, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxRecord]:
     """Claim queued rows after ``after_id``, due or not, in a transaction of their own (``reefknot outbox flush``)."""
     with db.transaction() as session:
         return outbox.claim_queued(session, now, lease_until, limit, after_id)
@@ -130,30 +129,30 @@ def record_attempt(db: Database, outbox_id: int, attempt: Attempt, policy: Retry
     """
     with db.transaction() as session:
         row = outbox.get(session, outbox_id, lock=True)
-        if row.state != OutboxState.QUEUED.value or row.claimed_until is None:
+        if row.state is not OutboxState.QUEUED or row.claimed_until is None:
             log.warning("outbox %d %s: %s, but it was %s meanwhile; left so", row.id, row.message_id,
-                        attempt.result.value, "retried" if row.state == OutboxState.QUEUED.value else row.state)
-            return SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), attempt.detail)
-        decision = decide_attempt(attempt, policy=policy, created_at=row.created_at, attempts=row.attempts, now=now,
-                                  due_at=row.next_attempt_at)
-        _apply(row, decision, now)
-        written = update_schedule_status(session, row, decision.status, now)
-        result = SendResult(row.id, row.message_id, row.recipient, OutboxState(row.state), decision.reason,
-                            decision.next_attempt_at, decision.status if written else None)
+                        attempt.result.value, "retried" if row.state is OutboxState.QUEUED else row.state)
+            return SendResult(row.id, row.message_id, row.recipient, row.state, attempt.detail)
+        after = decide_attempt(attempt, policy=policy, created_at=row.created_at, attempts=row.attempts, now=now,
+                               due_at=row.next_attempt_at)
+        state = _apply(session, row.id, after, now)
+        written = update_schedule_status(session, row, after.status, now)
+        result = SendResult(row.id, row.message_id, row.recipient, state, after.reason,
+                            after.next_attempt_at, after.status if written else None)
         _log(row, result)
         return result
 
 
-def drop_message(session: Session, row: OutboxMessage, now: datetime) -> None:
-    """The operator gives up on a row; one that was still queued leaves the organizer's copy at 5.1."""
-    was_queued = row.state == OutboxState.QUEUED.value
-    outbox.drop(row, now)
-    if was_queued:
+def drop_message(session: Session, outbox_id: int, now: datetime) -> None:
+    """The operator gives up on a queued or failed row; one that was still queued leaves the organizer's copy at 5.1."""
+    row = outbox.get(session, outbox_id, states=(OutboxState.QUEUED, OutboxState.FAILED))
+    outbox.drop(session, row.id, now)
+    if row.state is OutboxState.QUEUED:
         update_schedule_status(session, row, ScheduleStatus.NOT_DELIVERED, now)
     log.info("outbox %d %s: dropped by the operator", row.id, row.message_id)
 
 
-def update_schedule_status(session: Session, row: OutboxMessage, code: ScheduleStatus, now: datetime) -> bool:
+def update_schedule_status(session: Session, row: OutboxRecord, code: ScheduleStatus, now: datetime) -> bool:
     """Set the recipient's SCHEDULE-STATUS on the local organizer's copy; True when the copy changed."""
     if row.method not in STATUS_METHODS:
         return False
@@ -170,17 +169,20 @@ def update_schedule_status(session: Session, row: OutboxMessage, code: ScheduleS
     return True
 
 
-def _apply(row: OutboxMessage, decision: Decision, now: datetime) -> None:
-    if decision.verdict is Verdict.SENT:
-        outbox.mark_sent(row, now)
-    elif decision.verdict is Verdict.RETRY:
-        assert decision.next_attempt_at is not None
-        outbox.mark_deferred(row, now, decision.reason, decision.next_attempt_at)
-    else:
-        outbox.mark_failed(row, now, decision.reason)
+def _apply(session: Session, outbox_id: int, after: AfterAttempt, now: datetime) -> OutboxState:
+    """Write what the attempt earned; the row's new state."""
+    if after.disposition is Disposition.SENT:
+        outbox.mark_sent(session, outbox_id, now)
+        return OutboxState.SENT
+    if after.disposition is Disposition.RETRY:
+        assert after.next_attempt_at is not None
+        outbox.mark_deferred(session, outbox_id, now, after.reason, after.next_attempt_at)
+        return OutboxState.QUEUED
+    outbox.mark_failed(session, outbox_id, now, after.reason)
+    return OutboxState.FAILED
 
 
-def _log(row: OutboxMessage, result: SendResult) -> None:
+def _log(row: OutboxRecord, result: SendResult) -> None:
     code = result.schedule_status
     status = f"; {row.sender}'s copy says SCHEDULE-STATUS {code.value}" if code is not None else ""
     if result.state is OutboxState.SENT:

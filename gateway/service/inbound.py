@@ -41,7 +41,7 @@ OPEN_TRUST = Trust()
 
 
 @dataclass(frozen=True)
-class Verdict:
+class IntakeResult:
     """Where an intake message ends up, and why."""
 
     state: IntakeState
@@ -51,7 +51,7 @@ class Verdict:
 
 def process_message(
     session: Session, row: Queued, now: datetime, trust: Trust = OPEN_TRUST, *, released: bool = False
-) -> Verdict:
+) -> IntakeResult:
     """Apply every scheduling message in an intake message for its local recipients, as the policy says.
 
     ``released``: the operator released the message from quarantine; it is applied as if
@@ -61,26 +61,26 @@ def process_message(
     try:
         mail = parse_mail(row.raw, max_parts=limits.max_parts or MAX_PARTS, max_depth=limits.max_mime_depth or MAX_DEPTH)
     except MailError as error:
-        verdict = Verdict(IntakeState.HELD, error.reason, error.detail)
+        result = IntakeResult(IntakeState.HELD, error.reason, error.detail)
     else:
         judge = Judge(trust, mail, row.raw, row.envelope_sender, released=released)
-        verdict = _process_mail(session, row, mail, judge, now)
-    finish(session, row.id, verdict.state, now, verdict.reason, verdict.detail)
-    log.info("intake %d %s: %s %s", row.id, row.message_id, verdict.state.value, verdict.reason)
-    return verdict
+        result = _process_mail(session, row, mail, judge, now)
+    finish(session, row.id, result.state, now, result.reason, result.detail)
+    log.info("intake %d %s: %s %s", row.id, row.message_id, result.state.value, result.reason)
+    return result
 
 
-def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge, now: datetime) -> Verdict:
+def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge, now: datetime) -> IntakeResult:
     routes = routing.routes_for(session, row.recipients, now)
     if mail.bounce is not None:
         reason = record_bounce(session, routes, mail.bounce, _sender(row, mail), row.id, now, judge)
-        return Verdict(IntakeState.DONE if reason == "delivery-failed" else IntakeState.IGNORED, reason)
+        return IntakeResult(IntakeState.DONE if reason == "delivery-failed" else IntakeState.IGNORED, reason)
     if not mail.calendar_parts:
         return _without_calendar(session, row, mail, routes, now)
     readings = [read_itip(part, sent=mail.sent_at, now=now) for part in mail.calendar_parts]
     routes = routes if row.recipients else _named_principals(session, readings)
     if not routes:
-        return Verdict(IntakeState.IGNORED, "no-local-recipient")
+        return IntakeResult(IntakeState.IGNORED, "no-local-recipient")
     problems = [r for r in readings if isinstance(r, PartProblem)]
     messages = [r for r in readings if isinstance(r, ItipMessage)]
     over_limit = judge.limits(session, row.sender_domain, messages, now)
@@ -98,35 +98,35 @@ def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge,
             elif (judgement := _apply_one(session, row, mail, route, reading, judge, now)) is not None:
                 refused.append(judgement)
     if any(p.outcome in (Outcome.UNREADABLE, Outcome.REJECTED) for p in problems):
-        return Verdict(IntakeState.HELD, problems[0].reason, problems[0].detail)
+        return IntakeResult(IntakeState.HELD, problems[0].reason, problems[0].detail)
     held = [j for j in refused if j.action is Action.HOLD]
     if held:
         return _judged(held[0])
     if len(problems) == len(readings):
-        return Verdict(IntakeState.IGNORED, problems[0].reason)
+        return IntakeResult(IntakeState.IGNORED, problems[0].reason)
     if refused and len(refused) == len(messages) * len(routes):
         return _judged(refused[0])
-    return Verdict(IntakeState.DONE)
+    return IntakeResult(IntakeState.DONE)
 
 
-def _judged(judgement: Judgement) -> Verdict:
+def _judged(judgement: Judgement) -> IntakeResult:
     """A message held (quarantine: the rule and why) or rejected by policy."""
     state = IntakeState.HELD if judgement.action is Action.HOLD else IntakeState.IGNORED
-    return Verdict(state, judgement.rule, judgement.detail)
+    return IntakeResult(state, judgement.rule, judgement.detail)
 
 
-def _without_calendar(session: Session, row: Queued, mail: ParsedMail, routes: list[Route], now: datetime) -> Verdict:
+def _without_calendar(session: Session, row: Queued, mail: ParsedMail, routes: list[Route], now: datetime) -> IntakeResult:
     """A plain answer to a reply address, an Outlook TNEF invitation, or mail that is not for Reefknot."""
     answered = [r for r in routes if r.token is not None and r.outbox_id is None]
     if answered:
         lines = [apply_plain_answer(session, route, mail, row.raw, row.id, now) for route in answered]
-        return Verdict(IntakeState.DONE, lines[0].reason, lines[0].detail)
+        return IntakeResult(IntakeState.DONE, lines[0].reason, lines[0].detail)
     if mail.tnef:
         problem = PartProblem(Outcome.UNREADABLE, "tnef-invitation")
         for route in routes:
             _record(session, row, mail, route.principal, problem, now)
-        return Verdict(IntakeState.HELD, "tnef-invitation", "an Outlook rich-text (TNEF) attachment, no iCalendar part")
-    return Verdict(IntakeState.IGNORED, "no-calendar-part")
+        return IntakeResult(IntakeState.HELD, "tnef-invitation", "an Outlook rich-text (TNEF) attachment, no iCalendar part")
+    return IntakeResult(IntakeState.IGNORED, "no-calendar-part")
 
 
 def _named_principals(session: Session, readings: list[ItipMessage | PartProblem]) -> list[Route]:

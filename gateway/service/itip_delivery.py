@@ -102,7 +102,7 @@ def queue_outbound(session: Session, message: OutgoingMessage, recipient: str, n
     token = "" if sender is None else replytokens.issue(
         session, sender.id, message.uid, recipient, token_expiry(message.calendar), now
     )
-    row = outbox.enqueue(
+    outbox_id = outbox.enqueue(
         session,
         method=message.method.value,
         uid=message.uid,
@@ -114,4 +114,4 @@ def queue_outbound(session: Session, message: OutgoingMessage, recipient: str, n
         reply_token=token,
         previous_ical=outbox.last_ical_to(session, message.sender, message.uid, recipient),
     )
-    log.info("outbox %d: %s %s for %s", row.id, message.method.value, message.uid, recipient)
+    log.info("outbox %d: %s %s for %s", outbox_id, message.method.value, message.uid, recipient)

@@ -26,7 +26,7 @@ from gateway.core.mail.headers import message_id_field
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.core.model import Outcome
 from gateway.adapters.deadline import DeadlineExceeded
-from gateway.service.inbound import OPEN_TRUST, Verdict, process_message
+from gateway.service.inbound import OPEN_TRUST, IntakeResult, process_message
 from gateway.service.trust import Trust
 from gateway.store import inbox, intake, mailboxes
 from gateway.store.db import Database
@@ -79,8 +79,8 @@ def ingest_message(
     """Make a message durable and apply it in the same transaction; if applying fails, keep it queued."""
     with db.transaction() as session:
         (message,) = _enqueue(session, [(raw, envelope)], now)
-        verdict = _attempt(session, message, now, trust, budget)
-        return Receipt(message.id, verdict.state, verdict.reason)
+        result = _attempt(session, message, now, trust, budget)
+        return Receipt(message.id, result.state, result.reason)
 
 
 def _enqueue(session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[Queued]:
@@ -149,8 +149,8 @@ def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust, 
             log.error("intake %d %s: held as %s: %s", message.id, message.message_id, WORKER_CRASHED, detail)
             intake.finish(session, message.id, IntakeState.HELD, now, WORKER_CRASHED, detail)
             return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED)
-        verdict = _attempt(session, message, now, trust, budget)
-        return Receipt(message.id, verdict.state, verdict.reason)
+        result = _attempt(session, message, now, trust, budget)
+        return Receipt(message.id, result.state, result.reason)
 
 
 def release_held(
@@ -160,8 +160,8 @@ def release_held(
     with db.transaction() as session:
         message = replace(intake.load(session, intake_id, states=[IntakeState.HELD]), attempts=0)
         intake.requeue(session, intake_id)
-        verdict = _attempt(session, message, now, trust, budget, released=True)
-        return Receipt(message.id, verdict.state, verdict.reason)
+        result = _attempt(session, message, now, trust, budget, released=True)
+        return Receipt(message.id, result.state, result.reason)
 
 
 def drop_held(db: Database, intake_id: int, now: datetime) -> None:
@@ -178,7 +178,7 @@ def drop_held(db: Database, intake_id: int, now: datetime) -> None:
 
 def _attempt(
     session: Session, message: Queued, now: datetime, trust: Trust, budget: float | None, *, released: bool = False
-) -> Verdict:
+) -> IntakeResult:
     """Process inside a savepoint: a timeout or an unexpected error undoes the work but keeps the message."""
     try:
         with session.begin_nested(), deadline.within(budget):
@@ -186,11 +186,11 @@ def _attempt(
     except DeadlineExceeded as error:
         log.error("intake %d %s: held as %s: %s", message.id, message.message_id, PROCESSING_TIMEOUT, error)
         intake.finish(session, message.id, IntakeState.HELD, now, PROCESSING_TIMEOUT, str(error))
-        return Verdict(IntakeState.HELD, PROCESSING_TIMEOUT, str(error))
+        return IntakeResult(IntakeState.HELD, PROCESSING_TIMEOUT, str(error))
     except Exception as error:  # any bug or odd input: never lose the message
         log.exception("intake %d %s: processing failed", message.id, message.message_id)
         detail = f"{type(error).__name__}: {error}"[:2000]
         if intake.failed_attempt(session, message, "processing-failed", detail) >= MAX_ATTEMPTS:
             intake.finish(session, message.id, IntakeState.HELD, now, "processing-failed", detail)
-            return Verdict(IntakeState.HELD, "processing-failed", detail)
-        return Verdict(IntakeState.QUEUED, "processing-failed", detail)
+            return IntakeResult(IntakeState.HELD, "processing-failed", detail)
+        return IntakeResult(IntakeState.QUEUED, "processing-failed", detail)

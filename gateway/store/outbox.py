@@ -2,12 +2,15 @@
 
 A row's state is where it sits: ``queued`` (due at ``next_attempt_at``; while a sender is
 at it, ``claimed_until`` holds others off), then ``sent``, ``failed`` (with the reason in
-``last_error``) or ``dropped`` by the operator. Knows nothing about SMTP or iCalendar.
+``last_error``) or ``dropped`` by the operator. What leaves this module is a frozen
+``OutboxRecord`` with its state as an ``OutboxState``; changes go by id. Knows nothing
+about SMTP or iCalendar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -30,10 +33,40 @@ class OutboxNotFound(Exception):
     """No outbox message with that id (in the states asked for)."""
 
 
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One outbox row as read: what to send to whom, and where it stands."""
+
+    id: int
+    created_at: datetime
+    method: str
+    uid: str
+    sender: str
+    recipient: str
+    ical: str
+    message_id: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    claimed_until: datetime | None
+    finished_at: datetime | None
+    reply_token: str
+    previous_ical: str
+
+    @classmethod
+    def of(cls, row: OutboxMessage) -> OutboxRecord:
+        return cls(
+            row.id, row.created_at, row.method, row.uid, row.sender, row.recipient, row.ical, row.message_id,
+            OutboxState(row.state), row.attempts, row.next_attempt_at, row.last_error, row.claimed_until,
+            row.finished_at, row.reply_token, row.previous_ical,
+        )
+
+
 def enqueue(
     session: Session, *, method: str, uid: str, sender: str, recipient: str, ical: str, message_id: str, now: datetime,
     reply_token: str = "", previous_ical: str = "",
-) -> OutboxMessage:
+) -> int:
     """Queue one message for one recipient, due now."""
     row = OutboxMessage(
         created_at=now,
@@ -52,7 +85,7 @@ def enqueue(
     )
     session.add(row)
     session.flush()
-    return row
+    return row.id
 
 
 def last_ical_to(session: Session, sender: str, uid: str, recipient: str) -> str:
@@ -69,30 +102,37 @@ def last_ical_to(session: Session, sender: str, uid: str, recipient: str) -> str
     return session.scalars(query).first() or ""
 
 
-def find_by_message_id(session: Session, message_id: str) -> OutboxMessage | None:
+def find_by_message_id(session: Session, message_id: str) -> OutboxRecord | None:
     """The row that sent a Message-ID (a bounce names the message it returns)."""
-    return session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id).limit(1)).first()
+    row = session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == message_id).limit(1)).first()
+    return OutboxRecord.of(row) if row is not None else None
 
 
-def list_messages(session: Session, *, states: tuple[OutboxState, ...] = ()) -> list[OutboxMessage]:
+def list_messages(session: Session, *, states: tuple[OutboxState, ...] = ()) -> list[OutboxRecord]:
     """Outbox rows, oldest first, optionally in some states only."""
     query = select(OutboxMessage).order_by(OutboxMessage.id)
     if states:
         query = query.where(OutboxMessage.state.in_([s.value for s in states]))
-    return list(session.scalars(query))
+    return [OutboxRecord.of(row) for row in session.scalars(query)]
 
 
 def get(
     session: Session, outbox_id: int, *, states: Sequence[OutboxState] | None = None, lock: bool = False
-) -> OutboxMessage:
+) -> OutboxRecord:
     """One row, optionally only in the given states; ``lock`` holds it until the transaction ends (PostgreSQL)."""
+    return OutboxRecord.of(_row(session, outbox_id, states=states, lock=lock))
+
+
+def _row(
+    session: Session, outbox_id: int, *, states: Sequence[OutboxState] | None = None, lock: bool = False
+) -> OutboxMessage:
     row = session.get(OutboxMessage, outbox_id, with_for_update=lock or None, populate_existing=lock)
     if row is None or (states is not None and row.state not in {s.value for s in states}):
         raise OutboxNotFound(f"no {'/'.join(states or ['outbox'])} message {outbox_id}")
     return row
 
 
-def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[OutboxRecord]:
     """Take up to ``limit`` queued rows due by ``now`` that no sender holds, for one attempt each.
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so concurrent senders take
@@ -103,12 +143,12 @@ def claim_due(session: Session, now: datetime, lease_until: datetime, limit: int
     return _claim(session, query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id), now, lease_until, limit)
 
 
-def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxMessage]:
+def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: int, after_id: int) -> list[OutboxRecord]:
     """Take up to ``limit`` queued rows with an id above ``after_id``, due or in backoff, that no sender holds.
 
     For ``reefknot outbox flush``, which goes through the queue by id. Only a row that is
     due counts an attempt here: an early attempt that is deferred leaves the row's
-    schedule as it was (``gateway.core.retry.decide_attempt``).
+    schedule as it was (``gateway.core.mail.retry.decide_attempt``).
     """
     query = _claimable(now).where(OutboxMessage.id > after_id)
     return _claim(session, query.order_by(OutboxMessage.id), now, lease_until, limit)
@@ -121,7 +161,7 @@ def _claimable(now: datetime) -> Select[OutboxMessage]:
 
 def _claim(
     session: Session, query: Select[OutboxMessage], now: datetime, lease_until: datetime, limit: int
-) -> list[OutboxMessage]:
+) -> list[OutboxRecord]:
     query = query.limit(limit)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -131,29 +171,31 @@ def _claim(
         if row.next_attempt_at <= now:
             row.attempts += 1
     session.flush()
-    return rows
+    return [OutboxRecord.of(row) for row in rows]
 
 
-def mark_sent(row: OutboxMessage, now: datetime) -> None:
+def mark_sent(session: Session, outbox_id: int, now: datetime) -> None:
     """The smarthost took the message."""
-    _finish(row, OutboxState.SENT, now, "")
+    _finish(_row(session, outbox_id), OutboxState.SENT, now, "")
 
 
-def mark_deferred(row: OutboxMessage, now: datetime, error: str, next_at: datetime) -> None:
+def mark_deferred(session: Session, outbox_id: int, now: datetime, error: str, next_at: datetime) -> None:
     """Not taken this time: stays queued until ``next_at``."""
+    row = _row(session, outbox_id)
     row.state = OutboxState.QUEUED.value
     row.next_attempt_at = max(next_at, now)
     row.last_error = error[:MAX_ERROR]
     row.claimed_until = None
 
 
-def mark_failed(row: OutboxMessage, now: datetime, error: str) -> None:
+def mark_failed(session: Session, outbox_id: int, now: datetime, error: str) -> None:
     """Permanently refused, too old, or impossible to compose: no more attempts."""
-    _finish(row, OutboxState.FAILED, now, error)
+    _finish(_row(session, outbox_id), OutboxState.FAILED, now, error)
 
 
-def retry(row: OutboxMessage, now: datetime) -> None:
-    """Make a queued, failed or dropped message due now, its backoff started afresh (its lifetime is not)."""
+def retry(session: Session, outbox_id: int, now: datetime, states: Sequence[OutboxState]) -> None:
+    """Make a message in one of ``states`` due now, its backoff started afresh (its lifetime is not)."""
+    row = _row(session, outbox_id, states=states)
     row.state = OutboxState.QUEUED.value
     row.next_attempt_at = now
     row.attempts = 0
@@ -161,8 +203,9 @@ def retry(row: OutboxMessage, now: datetime) -> None:
     row.finished_at = None
 
 
-def drop(row: OutboxMessage, now: datetime) -> None:
+def drop(session: Session, outbox_id: int, now: datetime) -> None:
     """Give up on a message; it stays listed as dropped."""
+    row = _row(session, outbox_id)
     _finish(row, OutboxState.DROPPED, now, row.last_error)
 
 

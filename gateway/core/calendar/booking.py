@@ -19,8 +19,7 @@ from icalendar import Calendar, Component
 from gateway.core.calendar.freebusy import BusyPeriod, merge_periods
 from gateway.core.calendar.ical import attendees_of, copy_component, find_attendee
 from gateway.core.calendar.instances import MASTER, has_recurrence, override_from_master
-from gateway.core.calendar.recurrence import Occurrence, occurrence_of, occurrences, utc
-from gateway.core.itip.compose import build_reply
+from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, Occurrence, occurrence_of, occurrences, read_times, utc
 from gateway.core.itip.resource import (
     SchedulingObject,
     is_cancelled,
@@ -255,12 +254,24 @@ def apply_booking(request: Calendar, room_address: str, booking: Booking) -> Cal
     return assemble(request, Stored(), instances)
 
 
-def booking_reply(request: Calendar, room_address: str, booking: Booking, now: datetime) -> Calendar:
-    """The room's REPLY (RFC 5546 §3.2.3): the master and each answered override, only the room as ATTENDEE.
+JUDGED_AHEAD = timedelta(days=366)  # how far ahead the instances of an endless series are judged, at least
+JUDGED_AHEAD_AT_MOST = timedelta(days=20 * 366)  # and at most: as far as the room's other bookings reach
 
-    ``room_address`` is the room as the request names it (``Booking.attendee``).
+
+def judging_horizon_end(others: list[ObjectTimes], now: datetime) -> datetime:
+    """How far an endless series is judged: a year ahead, and on to the room's furthest other booking.
+
+    Past that, the room holds nothing an instance could clash with: a finite booking
+    counts to its end, another endless series to a year past its start.
     """
-    if not booking.answers:
-        raise BookingError("nothing-to-answer")
-    stored = apply_booking(request, room_address, booking)
-    return build_reply(stored, room_address, now, keys=[key for key, _ in booking.answers]).calendar
+    reach = [t.end if t.end < FOREVER else t.start + JUDGED_AHEAD for t in others]
+    return min(max([now + JUDGED_AHEAD, *reach]), now + JUDGED_AHEAD_AT_MOST)
+
+
+def clashes_without_end(request: Calendar, booking: Booking, others: list[ObjectTimes]) -> bool:
+    """An endless series that clashes after every finite booking has ended clashes with an endless one:
+    for ever, at more instances than any reply can list, so it is declined whole."""
+    if read_times(request).end < FOREVER:
+        return False
+    finite_end = max((t.end for t in others if t.end < FOREVER), default=None)
+    return any(d.reason == Decline.CLASH and (finite_end is None or d.start >= finite_end) for d in booking.decisions)

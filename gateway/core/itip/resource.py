@@ -16,7 +16,6 @@ from gateway.core.addresses import normalize_address
 from gateway.core.calendar.ical import (
     attendee_properties,
     components_of,
-    find_attendee,
     organizer_of,
     sequence_of,
     uid_of,
@@ -113,12 +112,6 @@ def force_send(prop: object) -> str:
     """SCHEDULE-FORCE-SEND of a property, upper-cased, or empty (RFC 6638 §7.2)."""
     params = getattr(prop, "params", {})
     return str(params.get(SCHEDULE_FORCE_SEND, "")).upper()
-
-
-def is_scheduled_attendee(component: Component, address: str) -> bool:
-    """True when the address is an attendee this server schedules for (SCHEDULE-AGENT=SERVER)."""
-    prop = find_attendee(component, address)
-    return prop is not None and schedule_agent(prop) == "SERVER"
 
 
 def is_cancelled(component: Component) -> bool:

@@ -51,17 +51,19 @@ class RetryPolicy:
         return min(self.maximum, self.minimum * (1 << doublings))
 
 
-class Verdict(StrEnum):
+class Disposition(StrEnum):
+    """Where an attempt leaves the message: sent, to be tried again, or given up on."""
+
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What becomes of the message: its new state, the organizer's status code, the reason, the next attempt."""
+class AfterAttempt:
+    """What becomes of the message: its disposition, the organizer's status code, the reason, the next attempt."""
 
-    verdict: Verdict
+    disposition: Disposition
     status: ScheduleStatus
     reason: str
     next_attempt_at: datetime | None = None
@@ -70,7 +72,7 @@ class Decision:
 def decide_attempt(
     attempt: Attempt, *, policy: RetryPolicy, created_at: datetime, attempts: int, now: datetime,
     due_at: datetime | None = None,
-) -> Decision:
+) -> AfterAttempt:
     """Sent on delivery; again later on a deferral while younger than the lifetime; failed otherwise.
 
     An attempt made before the message was due (``due_at``, forced by ``reefknot outbox
@@ -78,14 +80,14 @@ def decide_attempt(
     attempt at ``due_at`` is the one that judges its age. A refusal counts whenever it comes.
     """
     if attempt.result is AttemptResult.DELIVERED:
-        return Decision(Verdict.SENT, ScheduleStatus.SENT, attempt.detail)
+        return AfterAttempt(Disposition.SENT, ScheduleStatus.SENT, attempt.detail)
     if attempt.result is AttemptResult.DEFERRED and due_at is not None and now < due_at:
-        return Decision(Verdict.RETRY, ScheduleStatus.SENT, attempt.detail, due_at)
+        return AfterAttempt(Disposition.RETRY, ScheduleStatus.SENT, attempt.detail, due_at)
     if attempt.result is AttemptResult.DEFERRED:
         if now - created_at >= policy.lifetime:
             reason = f"lifetime-exceeded: {attempts} attempts, the last: {attempt.detail}"
-            return Decision(Verdict.FAILED, ScheduleStatus.NOT_DELIVERED, reason)
-        return Decision(Verdict.RETRY, ScheduleStatus.SENT, attempt.detail, now + policy.delay(attempts))
+            return AfterAttempt(Disposition.FAILED, ScheduleStatus.NOT_DELIVERED, reason)
+        return AfterAttempt(Disposition.RETRY, ScheduleStatus.SENT, attempt.detail, now + policy.delay(attempts))
     bad_address = attempt.result is AttemptResult.BAD_ADDRESS
     status = ScheduleStatus.INVALID_USER if bad_address else ScheduleStatus.NOT_DELIVERED
-    return Decision(Verdict.FAILED, status, f"{attempt.result.value}: {attempt.detail}")
+    return AfterAttempt(Disposition.FAILED, status, f"{attempt.result.value}: {attempt.detail}")

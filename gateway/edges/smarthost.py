@@ -1,9 +1,9 @@
 """One SMTP session to the smarthost (RFC 5321): STARTTLS and AUTH when configured, one recipient a transaction.
 
 AUTH goes only inside STARTTLS, or to a smarthost on this machine (loopback, a unix
-socket): a Relay that would send the password in clear text refuses to exist.
+socket): a SmarthostSession that would send the password in clear text refuses to exist.
 
-Every ``send`` ends as a ``gateway.core.retry.Attempt``: 2xx delivered; 4xx, a dropped
+Every ``send`` ends as a ``gateway.core.mail.retry.Attempt``: 2xx delivered; 4xx, a dropped
 connection or a timeout deferred; 5xx to the transaction refused, and RCPT TO refused
 with an RFC 3463 ``5.1.x`` code a bad address. When the smarthost cannot be reached or
 refuses the session itself (greeting, EHLO, STARTTLS, AUTH), the rest of the session's
@@ -63,7 +63,7 @@ def attempt_for_reply(stage: Stage, code: int, text: str) -> Attempt:
     return Attempt(AttemptResult.DEFERRED, detail)
 
 
-class Relay:
+class SmarthostSession:
     """A session with the smarthost; ``async with`` closes it."""
 
     def __init__(self, smarthost: Listener, options: OutboundOptions, password: str | None) -> None:
@@ -74,7 +74,7 @@ class Relay:
         self._smtp: aiosmtplib.SMTP | None = None
         self._down: Attempt | None = None
 
-    async def __aenter__(self) -> Relay:
+    async def __aenter__(self) -> SmarthostSession:
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
