@@ -45,6 +45,7 @@ from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
 from gateway.service.processing import Receipt, process_queued, release_claims
+from gateway.adapters.dkim import KeyResolver
 from gateway.service.trust import Trust, load_trust
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
@@ -69,7 +70,8 @@ class Daemon:
 
     def __init__(self, config: Config, db: Database, config_path: str | None = None) -> None:
         self.config = config
-        self.trust = load_trust(config)  # a SettingError here is a configuration error: exit 78
+        self.keys = KeyResolver()  # DKIM keys from DNS, kept across reloads
+        self.trust = load_trust(config, self.keys)  # a SettingError here is a configuration error: exit 78
         self.db = db
         self.config_path = config_path
         self.gate = WriteGate.for_database(db)
@@ -190,7 +192,7 @@ class Daemon:
         sdnotify.notify(sdnotify.RELOADING)
         try:
             config = load_config(self.config_path)
-            trust = load_trust(config, self.trust.resolver)
+            trust = load_trust(config, self.keys)
         except ConfigError as error:
             log.error("reload failed, keeping the running policy: %s", error)
         else:

@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from gateway.core.calendar.ical import parse_calendar
 from gateway.core.itip.types import Stored
-from gateway.core.model import Kind
+from gateway.core.model import Kind, PartStat
+from gateway.service.events import reply_event
 from gateway.store import calendars, directory
 from gateway.store.db import Database
 from gateway.store.schema import Base
@@ -105,3 +106,36 @@ def test_a_transaction_that_changes_the_directory_sees_its_own_change_and_a_roll
         pass
     with db.transaction() as session:
         assert directory.resolve(session, "carol@foo.example") is not None
+
+
+EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//T//T//EN\r\nBEGIN:VEVENT\r\nUID:u-cache\r\n"
+    "DTSTAMP:20260601T080000Z\r\nDTSTART:20260701T100000Z\r\nDTEND:20260701T110000Z\r\n"
+    "ORGANIZER:mailto:bob@bar.example\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:alice@foo.example\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def test_each_database_handle_owns_its_caches_and_hands_out_calendars_no_edit_changes(database_url: str) -> None:
+    first, second = Database(database_url), Database(database_url)
+    try:
+        first.upgrade()
+        assert first.caches is not second.caches
+        with first.transaction() as session:
+            alice = directory.add_principal(session, "alice@foo.example", NOW, kind=Kind.INDIVIDUAL)
+            calendars.save_object(session, alice.id, "u-cache", Stored(parse_calendar(EVENT)), NOW)
+        with first.reading() as session:
+            shared = calendars.load_object(session, alice.id, "u-cache").calendar
+            assert directory.resolve(session, "alice@foo.example") == alice
+        assert len(first.caches.parsed) == 1 and len(second.caches.parsed) == 0
+        assert first.caches.directory.by_address and not second.caches.directory.by_address
+        before = shared.to_ical()
+        with first.transaction() as session:
+            reply_event(session, alice, "u-cache", PartStat.ACCEPTED, NOW)
+        assert shared.to_ical() == before  # the edit worked on a copy
+        with second.reading() as session:
+            (component,) = calendars.load_object(session, alice.id, "u-cache").components
+        assert "PARTSTAT=ACCEPTED" in component.to_ical().decode()
+    finally:
+        first.dispose()
+        second.dispose()

@@ -246,20 +246,13 @@ class KeyResolver:
         return record
 
 
-_default_resolver: KeyResolver | None = None
-
-
-def default_resolver() -> KeyResolver:
-    """The process's shared KeyResolver over the system's DNS resolver."""
-    global _default_resolver
-    if _default_resolver is None:
-        _default_resolver = KeyResolver()
-    return _default_resolver
+def pinned_only(name: str, timeout: float) -> bytes | None:
+    """The key lookup with DNS turned off: only pinned keys verify."""
+    return None
 
 
 def verify_dkim(
-    raw: bytes, *, pinned_keys: Mapping[str, bytes] = _NO_PINS, dns_timeout: float = 5.0,
-    resolver: KeyResolver | None = None,
+    raw: bytes, *, resolver: KeyResolver, pinned_keys: Mapping[str, bytes] = _NO_PINS, dns_timeout: float = 5.0,
 ) -> list[DkimResult]:
     """Verify every DKIM-Signature of ``raw``, topmost first; never raises for a bad signature or DNS.
 
@@ -274,8 +267,7 @@ def verify_dkim(
     except dkim.DKIMException:
         return []
     signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
-    keys = resolver or default_resolver()
-    return [_verify_one(verifier, index, value, _KeySource(pins, keys)) for index, value in enumerate(signatures)]
+    return [_verify_one(verifier, index, value, _KeySource(pins, resolver)) for index, value in enumerate(signatures)]
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, header_value: bytes, source: _KeySource) -> DkimResult:

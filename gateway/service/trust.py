@@ -47,7 +47,7 @@ from gateway.core.trust.policy import (
     PrivateEvents,
     builtin_policy,
 )
-from gateway.adapters.dkim import KeyResolver, verify_dkim
+from gateway.adapters.dkim import KeyResolver, pinned_only, verify_dkim
 from gateway.settings.policy import load_relays, read_policy_files
 from gateway.service.routing import Route
 from gateway.store import calendars, directory, intake
@@ -65,7 +65,7 @@ class Trust:
     policy: Policy = field(default_factory=builtin_policy)
     relays: tuple[Relay, ...] = ()
     authserv_ids: frozenset[str] = frozenset()
-    resolver: KeyResolver | None = None
+    resolver: KeyResolver = field(default_factory=lambda: KeyResolver(pinned_only))  # DKIM keys, shared by the process
     dns_timeout: float = 5.0
 
     @property
@@ -95,7 +95,7 @@ def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
         policy=policy,
         relays=relays,
         authserv_ids=frozenset(options.authserv_ids),
-        resolver=(resolver or KeyResolver()) if options.dns else None,
+        resolver=(resolver or KeyResolver()) if options.dns else KeyResolver(pinned_only),
         dns_timeout=options.dns_timeout,
     )
 
@@ -216,8 +216,8 @@ class Judge:
         """The domains whose DKIM signatures on this mail verify, checked once, only when needed."""
         if self._verified is None:
             pins = {k.name: k.record.encode() for p in self.trust.policy.partners for k in p.dkim_keys}
-            resolver = self.trust.resolver or KeyResolver(_no_dns)
-            results = verify_dkim(self.raw, pinned_keys=pins, dns_timeout=self.trust.dns_timeout, resolver=resolver)
+            results = verify_dkim(self.raw, pinned_keys=pins, dns_timeout=self.trust.dns_timeout,
+                                  resolver=self.trust.resolver)
             self._verified = frozenset(r.domain for r in results if r.passed)
             log.info("DKIM: %s", ", ".join(f"{r.domain}={r.result}" for r in results) or "no signature")
         return self._verified
@@ -244,11 +244,6 @@ def _addresses_of(session: Session, address: str) -> frozenset[str]:
     """Every address of a local principal, so that one may answer from an alias (INTEROP rule 11); none for others."""
     principal = directory.resolve(session, address)
     return principal.addresses if principal is not None else frozenset()
-
-
-def _no_dns(name: str, timeout: float) -> bytes | None:
-    """The key lookup with DNS turned off: only pinned keys verify."""
-    return None
 
 
 def _component(message: ItipMessage) -> str:

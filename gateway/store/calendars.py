@@ -13,61 +13,25 @@ from __future__ import annotations
 
 import secrets
 import zlib
-from collections import OrderedDict
 from datetime import datetime, timedelta
 
-from icalendar import Calendar
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.core.calendar.ical import (
     organizer_of,
-    parse_calendar,
     sequence_of,
     serialize_calendar,
 )
 from gateway.core.calendar.recurrence import ObjectTimes, read_times
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
+from gateway.store.caches import caches_of
 from gateway.store.schema import CalendarObject, OrderingTombstone, Principal
 
-PARSED_CACHE_SIZE = 4096
-TIMES_CACHE_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
-CALENDAR_CACHE_SIZE = 256  # principals whose whole list of times is kept
 _ROW_IDS = "reefknot.calendar-row-ids"
 _TOMBSTONED = "reefknot.calendar-tombstoned"
 TOMBSTONE_LIFETIME = timedelta(days=90)  # longer than any mail queue keeps retrying an older message
-
-
-class _ParsedCache:
-    """Recently stored or loaded objects, parsed, by their exact text.
-
-    Parsing iCalendar dominates applying a message; the core never mutates what it is
-    given, so one parsed object can serve every later load of the same text.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: OrderedDict[str, Calendar] = OrderedDict()
-
-    def parse(self, text: str) -> Calendar:
-        calendar = self.entries.get(text)
-        if calendar is None:
-            calendar = parse_calendar(text)
-            self.remember(text, calendar)
-        else:
-            self.entries.move_to_end(text)
-        return calendar
-
-    def remember(self, text: str, calendar: Calendar) -> None:
-        self.entries[text] = calendar
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-
-_parsed = _ParsedCache(PARSED_CACHE_SIZE)
-_times: OrderedDict[tuple[int, int], ObjectTimes] = OrderedDict()  # by (row id, revision)
-_calendar_times: OrderedDict[int, tuple[int | None, list[tuple[str, ObjectTimes]]]] = OrderedDict()
 
 
 _TABLE = CalendarObject.__table__
@@ -99,7 +63,7 @@ def load_object(session: Session, principal_id: int, uid: str) -> Stored:
     row = session.execute(_SELECT, {"principal_id": principal_id, "uid": uid}).first()
     ids[(principal_id, uid)] = row.id if row is not None else None
     if row is not None:
-        return Stored(_parsed.parse(row.ical), SchedulingState.from_json(row.state))
+        return Stored(caches_of(session).parse(row.ical), SchedulingState.from_json(row.state))
     state = session.execute(_SELECT_TOMB, {"principal_id": principal_id, "uid": uid}).scalar()
     tombstoned: set[tuple[int, str]] = session.info.setdefault(_TOMBSTONED, set())
     if state is None:
@@ -143,7 +107,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         session.execute(_DELETE_TOMB, {"principal_id": principal_id, "uid": uid})
         tombstoned.discard((principal_id, uid))
     text = serialize_calendar(stored.calendar)
-    _parsed.remember(text, stored.calendar)
+    caches_of(session).parsed.put(text, stored.calendar)
     values = {
         "component": components[0].name,
         "organizer": organizer_of(components[0]),
@@ -182,34 +146,28 @@ def load_times(session: Session, principal_id: int, *, except_uid: str | None = 
     neither read, nor parsed, nor expanded again unless it changed.
     """
     revision = session.scalar(_CALENDAR_REVISION, {"principal_id": principal_id})
-    cached = _calendar_times.get(principal_id)
+    caches = caches_of(session)
+    cached = caches.calendar_times.get(principal_id)
     if cached is None or cached[0] != revision:
         cached = (revision, _read_times(session, principal_id))
-        _calendar_times[principal_id] = cached
-        if len(_calendar_times) > CALENDAR_CACHE_SIZE:
-            _calendar_times.popitem(last=False)
-    else:
-        _calendar_times.move_to_end(principal_id)
+        caches.calendar_times.put(principal_id, cached)
     return [times for uid, times in cached[1] if uid != except_uid]
 
 
 def _read_times(session: Session, principal_id: int) -> list[tuple[str, ObjectTimes]]:
     rows = session.execute(select(_TABLE.c.id, _TABLE.c.uid, _TABLE.c.revision).where(
         _TABLE.c.principal_id == principal_id)).all()
-    missing = [(row.id, row.revision) for row in rows if (row.id, row.revision) not in _times]
+    caches = caches_of(session)
+    found = {(row.id, row.revision): caches.times.get((row.id, row.revision)) for row in rows}
+    missing = [key for key, times in found.items() if times is None]
     for chunk in range(0, len(missing), 500):
         wanted = dict(missing[chunk:chunk + 500])
         texts = select(_TABLE.c.id, _TABLE.c.revision, _TABLE.c.ical).where(_TABLE.c.id.in_(wanted))
         for row in session.execute(texts):
-            _keep_times((row.id, row.revision), read_times(_parsed.parse(row.ical)))
-    found = [(row.uid, _times.get((row.id, row.revision))) for row in rows]
-    return [(uid, times) for uid, times in found if times is not None]
-
-
-def _keep_times(key: tuple[int, int], times: ObjectTimes) -> None:
-    _times[key] = times
-    if len(_times) > TIMES_CACHE_SIZE:
-        _times.popitem(last=False)
+            times = read_times(caches.parse(row.ical))
+            caches.times.put((row.id, row.revision), times)
+            found[(row.id, row.revision)] = times
+    return [(row.uid, times) for row in rows if (times := found[(row.id, row.revision)]) is not None]
 
 
 def knows_organizer(session: Session, principal_id: int, organizer: str) -> bool:

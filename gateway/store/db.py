@@ -19,19 +19,24 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.store.caches import CACHES, StoreCaches
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 READ_ONLY = "reefknot_read_only"
 
 
 class Database:
-    """An engine and its session factory."""
+    """An engine, its session factories, and the caches its sessions share (``gateway.store.caches``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _create_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self.caches = StoreCaches()
+        shared = {CACHES: self.caches}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=shared)
+        self.readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False,
+                                    info=shared)
 
     @property
     def is_sqlite(self) -> bool:

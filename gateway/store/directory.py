@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from gateway.core.addresses import normalize_address
 from gateway.core.model import Kind
+from gateway.store.caches import DirectoryAnswers, caches_of
 from gateway.store.schema import Alias, DirectoryRevision, Principal
 
-KNOWN_LIMIT = 100_000  # answers kept per revision (most are for outside addresses); beyond it they start over
 _VIEW = "reefknot.directory"  # session.info: what this transaction knows of the directory
 _REVISION = DirectoryRevision.__table__
 _READ_REVISION = select(_REVISION.c.revision).where(_REVISION.c.id == 1)
@@ -41,44 +41,26 @@ class PrincipalRef:
         return self.aliases | {self.address}
 
 
-@dataclass
-class _Known:
-    """Answers about the directory as it stood at one revision (None: private to one transaction that changed it)."""
-
-    revision: int | None
-    by_address: dict[str, PrincipalRef | None] = field(default_factory=dict)
-    by_id: dict[int, PrincipalRef] = field(default_factory=dict)
-
-    def remember(self, found: dict[str, PrincipalRef | None]) -> None:
-        if len(self.by_address) + len(found) > KNOWN_LIMIT:
-            self.by_address.clear()
-        self.by_address.update(found)
-        self.by_id.update((ref.id, ref) for ref in found.values() if ref is not None)
-
-
-_shared = _Known(revision=None)  # this process's answers, valid while the stored revision stays the same
-
-
-def _known(session: Session) -> _Known:
-    """What this transaction may take as known: the process's answers when the directory has not changed since.
+def _known(session: Session) -> DirectoryAnswers[PrincipalRef]:
+    """What this transaction may take as known: the handle's answers when the directory has not changed since.
 
     One query per transaction reads the directory's revision; any change to principals
     or aliases, by any process, renews it (``_changed``), and the answers start over.
     """
-    global _shared
-    known: _Known | None = session.info.get(_VIEW)
+    known: DirectoryAnswers[PrincipalRef] | None = session.info.get(_VIEW)
     if known is None:
         revision = session.scalar(_READ_REVISION)
-        if _shared.revision != revision:
-            _shared = _Known(revision)
-        known = session.info[_VIEW] = _shared
+        caches = caches_of(session)
+        if caches.directory.revision != revision:
+            caches.directory = DirectoryAnswers(revision)
+        known = session.info[_VIEW] = caches.directory
     return known
 
 
 def _changed(session: Session) -> None:
-    """Renew the directory's revision; this transaction stops sharing answers with the rest of the process."""
+    """Renew the directory's revision; this transaction stops sharing answers with the rest of the handle."""
     session.execute(_NEW_REVISION, {"revision": secrets.randbits(62)})
-    session.info[_VIEW] = _Known(revision=None)
+    session.info[_VIEW] = DirectoryAnswers(revision=None)
 
 
 def _ref(principal: Principal) -> PrincipalRef:
