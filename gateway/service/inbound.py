@@ -28,13 +28,13 @@ from gateway.core.calendar.privacy import busy_only
 from gateway.core.checkpoint import checkpoint
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
-from gateway.core.itip.types import Stored
+from gateway.core.itip.types import ApplyResult, Stored
 from gateway.core.mail.calendarparts import MailError, ParsedMail, parse_mail
 from gateway.core.model import Method, OutgoingMessage, Outcome
 from gateway.core.trust.policy import Action, PrivateEvents
 from gateway.service import freebusy, rooms, routing
 from gateway.service.bounce_reports import record_bounce
-from gateway.service.itip_delivery import ApplyResult, apply_for, books_itself, deliver
+from gateway.service.itip_delivery import apply_for, books_itself, deliver
 from gateway.service.plain_answers import apply_plain_answer
 from gateway.service.routing import Route
 from gateway.service.trust import Judge, Judgement, Trust

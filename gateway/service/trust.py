@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 from icalendar import Calendar
@@ -29,15 +28,14 @@ from gateway.core.calendar.ical import (
     organizer_of,
 )
 from gateway.core.calendar.privacy import classification_of
-from gateway.core.calendar.recurrence import occurrence_of
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.messages import ItipMessage
 from gateway.core.itip.resource import PlanError
 from gateway.core.itip.types import Recipient
 from gateway.core.mail.calendarparts import ParsedMail
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.core.trust.authority import Authority, authorize_itip
 from gateway.core.trust.authresults import trusted_results
+from gateway.core.trust.judging import Circumstances, Judgement, addresses_to_look_up, component_name, judge
 from gateway.core.trust.evidence import Relay, SenderEvidence, authenticated_identities, gather_evidence
 from gateway.core.trust.policy import (
     Action,
@@ -100,26 +98,6 @@ def load_trust(config: Config, resolver: KeyResolver | None = None) -> Trust:
     )
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """What to do with one message for one recipient, and why."""
-
-    action: Action
-    rule: str
-    reason: str
-    authority: Authority | None = None
-    facts: Facts | None = None
-    notify_sender: bool = False  # the rule asks for a notice; the caller sends one only where safe
-
-    @property
-    def detail(self) -> str:
-        if self.authority is None:
-            return f"rule {self.rule}: {self.reason}"
-        proof = f" ({self.authority.proof})" if self.authority.proof else ""
-        said = f"; {self.authority.detail}" if self.authority.detail else ""
-        return f"rule {self.rule}: {self.authority.auth.value} {self.authority.reason}{proof}{said}"
-
-
 class Judge:
     """Judges the scheduling messages of one mail for each local recipient."""
 
@@ -154,18 +132,21 @@ class Judge:
 
     def judge(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
               now: datetime) -> Judgement:
-        """The policy's action for this message and recipient (a released message is applied)."""
-        relays, policy = self.trust.relays, self.trust.policy
-        aliases = partial(_addresses_of, session)
-        authority = authorize_itip(message, stored, self._evidence(route, frozenset()), relays, aliases)
-        if not authority.allowed and self.mail.dkim_signed and authority.auth in policy.verify_dkim_for:
-            authority = authorize_itip(message, stored, self._evidence(route, self._dkim_domains()), relays, aliases)
-        facts = self._facts(session, route, message, stored, authority)
-        decision = policy.decide(facts, now)
-        action = decision.action
-        if self.released and action in (Action.HOLD, Action.REJECT):
-            action = Action.APPLY
-        return Judgement(action, decision.rule, decision.reason, authority, facts, decision.notify_sender)
+        """The policy's action for this message and recipient: the facts gathered, then the core decides."""
+        claimed = self._claimed()
+        wanted = addresses_to_look_up(message, stored, claimed)
+        found = directory.resolve_many(session, wanted)
+        circumstances = Circumstances(
+            route.principal.address, route.principal.kind, stored,
+            principals={address: p.addresses for address, p in found.items() if p is not None},
+            known_organizers=calendars.known_organizers(session, route.principal.id, wanted),
+        )
+        own_dkim = (lambda: self._evidence(route, self._dkim_domains())) if self.mail.dkim_signed else None
+        return judge(
+            message, circumstances, self._evidence(route, frozenset()), policy=self.trust.policy,
+            relays=self.trust.relays, now=now, claimed=claimed, is_noise=self.mail.is_noise, released=self.released,
+            with_own_dkim=own_dkim,
+        )
 
     def notice(self, route: Route, message: ItipMessage, judgement: Judgement, now: datetime) -> OutgoingMessage | None:
         """The notice a rejecting rule asks for, where it is safe: an authenticated organizer's invitation is
@@ -192,7 +173,7 @@ class Judge:
         """How this object is stored for this recipient: kept, busy time only, or not at all."""
         organizers = {o for c in components_of(message.calendar) if (o := organizer_of(c))}
         local = bool(organizers) and all(directory.resolve(session, o) is not None for o in organizers)
-        facts = Facts(message.method.value, _component(message), self._claimed(), route.principal.address,
+        facts = Facts(message.method.value, component_name(message), self._claimed(), route.principal.address,
                       route.principal.kind, sender_local=local)
         return self.trust.policy.private_handling(facts, classification_of(message.calendar))
 
@@ -222,37 +203,5 @@ class Judge:
             log.info("DKIM: %s", ", ".join(f"{r.domain}={r.result}" for r in results) or "no signature")
         return self._verified
 
-    def _facts(self, session: Session, route: Route, message: ItipMessage, stored: Calendar | None,
-               authority: Authority) -> Facts:
-        sender = authority.party or self._claimed()
-        start, end = _span(message.calendar)
-        return Facts(
-            method=message.method.value, component=_component(message), sender=sender,
-            recipient=route.principal.address, recipient_kind=route.principal.kind, auth=authority.auth,
-            authority=authority.reason,
-            sender_known=stored is not None or bool(sender) and calendars.knows_organizer(
-                session, route.principal.id, sender),
-            sender_local=directory.resolve(session, sender) is not None if sender else False,
-            is_noise=self.mail.is_noise, start=start, end=end,
-        )
-
     def _claimed(self) -> str:
         return self.mail.from_address or self.envelope_sender or ""
-
-
-def _addresses_of(session: Session, address: str) -> frozenset[str]:
-    """Every address of a local principal, so that one may answer from an alias (INTEROP rule 11); none for others."""
-    principal = directory.resolve(session, address)
-    return principal.addresses if principal is not None else frozenset()
-
-
-def _component(message: ItipMessage) -> str:
-    components = components_of(message.calendar)
-    return str(components[0].name) if components else ""
-
-
-def _span(calendar: Calendar) -> tuple[datetime | None, datetime | None]:
-    """When the first component asks for (a series: its first occurrence), for the room booking rules."""
-    components = components_of(calendar)
-    occurrence = occurrence_of(components[0]) if components else None
-    return (occurrence.start, occurrence.end) if occurrence is not None else (None, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
@@ -170,10 +171,13 @@ def _read_times(session: Session, principal_id: int) -> list[tuple[str, ObjectTi
     return [(row.uid, times) for row in rows if (times := found[(row.id, row.revision)]) is not None]
 
 
-def knows_organizer(session: Session, principal_id: int, organizer: str) -> bool:
-    """Whether any object in the principal's calendar is organized by this address."""
-    query = select(_TABLE.c.id).where(_TABLE.c.principal_id == principal_id, _TABLE.c.organizer == organizer)
-    return session.execute(query.limit(1)).first() is not None
+def known_organizers(session: Session, principal_id: int, addresses: Iterable[str]) -> frozenset[str]:
+    """Which of the addresses organize an object in the principal's calendar, in one query."""
+    wanted = sorted(set(addresses))
+    if not wanted:
+        return frozenset()
+    query = select(_TABLE.c.organizer).where(_TABLE.c.principal_id == principal_id, _TABLE.c.organizer.in_(wanted))
+    return frozenset(session.scalars(query.distinct()))
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:
