@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.store.db import Database
-from tests.cli import Reefknot
-from tests.servers import ServerUnavailable, postgres_cluster
+from tests.peers.cli import Reefknot
+from tests.peers.servers import ServerUnavailable, postgres_cluster
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 _names = itertools.count()

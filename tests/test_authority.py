@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from icalendar import Calendar
@@ -43,8 +42,9 @@ from gateway.core.trust.evidence import (
 from gateway.core.trust.patterns import address_pattern
 from gateway.core.trust.policy import Auth
 from gateway.settings.policy import load_relays
+from tests.peers.paths import POLICIES
 
-RELAYS = load_relays(Path(__file__).resolve().parent.parent / "policies" / "relays.toml")
+RELAYS = load_relays(POLICIES / "relays.toml")
 UID = "evt-1@bar.example"
 GOOGLE_ENVELOPE = "3xyz-calendar@calendar-server.bounces.google.com"
 ORGANIZER_METHODS = ("PUBLISH", "REQUEST", "ADD", "CANCEL", "DECLINECOUNTER")

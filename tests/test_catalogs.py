@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.adapters.templates import PACKAGE_DIR, TEMPLATES_DIR
 from gateway.catalogs import (
     catalog_files,
     check,
@@ -19,7 +20,6 @@ from gateway.catalogs import (
     read_po,
     template_messages,
 )
-from gateway.adapters.templates import PACKAGE_DIR, TEMPLATES_DIR
 
 ROOT = PACKAGE_DIR.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.calendar.ical import components_of, parse_calendar
-from tests.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
+from tests.peers.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
 
 
 def test_scenario_1_local_invitation_is_delivered_and_answered_in_the_store(reefknot: Reefknot, tmp_path: Path) -> None:

@@ -27,10 +27,20 @@ from gateway.edges import sdnotify
 from gateway.service import processing
 from gateway.store.db import Database
 from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
-from tests.cli import EVENT, Reefknot, write_event
-from tests.serve import ServeProcess, lmtp_deliver, wait_until_processed, write_config
-from tests.servers import LOOPBACK, ServerUnavailable, dovecot_server, wait_for_port
-from tests.sink import smtp_peer
+from tests.peers.cli import EVENT, Reefknot, write_event
+from tests.peers.serve import (
+    ServeProcess,
+    lmtp_deliver,
+    wait_until_processed,
+    write_config,
+)
+from tests.peers.servers import (
+    LOOPBACK,
+    ServerUnavailable,
+    dovecot_server,
+    wait_for_port,
+)
+from tests.peers.sink import smtp_peer
 
 ALICE, ERIN = "alice@foo.example", "erin@baz.example"
 

@@ -26,10 +26,23 @@ from gateway.service import processing
 from gateway.store import intake
 from gateway.store.db import Database
 from gateway.store.intake import IntakeState
-from tests.cli import Reefknot
-from tests.serve import ServeProcess, intake_rows, wait_until_processed, write_config
-from tests.servers import LOOPBACK
-from tests.test_daemon import ALICE, ERIN, add_alice, invitation, processes, serve, sqlite_url  # noqa: F401
+from tests.peers.cli import Reefknot
+from tests.peers.serve import (
+    ServeProcess,
+    intake_rows,
+    wait_until_processed,
+    write_config,
+)
+from tests.peers.servers import LOOPBACK
+from tests.test_daemon import (  # noqa: F401
+    ALICE,
+    ERIN,
+    add_alice,
+    invitation,
+    processes,
+    serve,
+    sqlite_url,
+)
 
 NOW = datetime(2026, 6, 1, 9, tzinfo=timezone.utc)
 PLAIN = f"From: {ERIN}\r\nTo: {ALICE}\r\nSubject: Lunch?\r\nMessage-ID: <lunch@test>\r\n\r\nAt noon?\r\n".encode()

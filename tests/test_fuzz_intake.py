@@ -21,8 +21,8 @@ from gateway.service import processing
 from gateway.store.db import Database
 from gateway.store.intake import IntakeState
 from tests.conftest import NOW
-from tests.corpus_site import LOCAL, corpus_database
-from tests.corpus_site import MAIL as CORPUS
+from tests.peers.corpus_site import LOCAL, corpus_database
+from tests.peers.corpus_site import MAIL as CORPUS
 
 MAIL = sorted(CORPUS.glob("*.eml"))
 EXAMPLES = int(os.environ.get("REEFKNOT_FUZZ_EXAMPLES", "1500"))

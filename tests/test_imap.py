@@ -22,21 +22,21 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
-from gateway.settings.config import ConfigError, ImapAccount
 from gateway.core.mail.headers import message_id_field
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.edges import imap
 from gateway.edges.imap import ImapPoller, uid_set
 from gateway.service import processing
+from gateway.settings.config import ConfigError, ImapAccount
 from gateway.store import directory
 from gateway.store.db import Database
 from gateway.store.mailboxes import load_position, save_position
 from gateway.store.schema import InboxEntry, IntakeMessage
-from tests.cli import EVENT
 from tests.conftest import NOW
-from tests.servers import DovecotServer, ServerUnavailable, dovecot_server
+from tests.peers.cli import EVENT
+from tests.peers.paths import ROOT
+from tests.peers.servers import DovecotServer, ServerUnavailable, dovecot_server
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret"
 USERS = {f"box{n}@foo.example": PASSWORD for n in range(64)}  # one for each test that needs a mailbox
 _next_user = itertools.count()

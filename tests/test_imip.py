@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar, Component, vCalAddress
 
+from gateway.adapters.templates import TemplateRenderer, shipped_languages
 from gateway.core.calendar.ical import (
     components_of,
     copy_calendar,
@@ -26,7 +27,7 @@ from gateway.core.itip.compose import build_reply, build_request, compose_messag
 from gateway.core.itip.plan import plan_itip
 from gateway.core.mail.plainreply import SUBJECT_MARKERS, read_plain_answer
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.adapters.templates import TemplateRenderer, shipped_languages
+from tests.peers.paths import DATA
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 ORGANIZER, FRED, CAROL = "a@foo.example", "f@baz.example", "c@bar.example"
@@ -40,7 +41,7 @@ ALLOWED_HEADERS = {
 
 def planning(**changes: object) -> Calendar:
     """The organizer's stored copy of the Planning meeting, with properties replaced as given."""
-    calendar = parse_calendar((Path(__file__).parent / "data" / "imip" / "planning.ics").read_text())
+    calendar = parse_calendar((DATA / "imip" / "planning.ics").read_text())
     event = calendar.walk("VEVENT")[0]
     for name, value in changes.items():
         event.pop(name.upper().replace("_", "-"), None)

@@ -16,9 +16,9 @@ from gateway.core.mail.envelope import Envelope
 from gateway.service import inbound, processing
 from gateway.store.intake import IntakeState
 from gateway.store.writers import WriteGate
-from tests.cli import Reefknot, imip_mail
 from tests.conftest import NOW
-from tests.servers import free_port
+from tests.peers.cli import Reefknot, imip_mail
+from tests.peers.servers import free_port
 
 T = TypeVar("T")
 

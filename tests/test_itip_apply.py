@@ -8,7 +8,7 @@ import pytest
 
 from gateway.core.calendar.ical import parse_calendar, serialize_calendar
 from gateway.core.itip.types import Recipient
-from tests.itip_scenarios import (
+from tests.peers.itip_scenarios import (
     SCENARIOS,
     apply_file,
     check_expectation,

@@ -8,7 +8,12 @@ from gateway.core.itip.messages import ItipMessage, read_itip
 from gateway.core.mail.calendarparts import CalendarPart
 from gateway.core.model import Kind
 from gateway.core.trust.evidence import SenderEvidence
-from gateway.core.trust.judging import Circumstances, Judgement, addresses_to_look_up, judge
+from gateway.core.trust.judging import (
+    Circumstances,
+    Judgement,
+    addresses_to_look_up,
+    judge,
+)
 from gateway.core.trust.policy import (
     Action,
     Auth,

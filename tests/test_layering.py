@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parent.parent / "gateway" / "core"
+from tests.peers.paths import ROOT
+
+CORE = ROOT / "gateway" / "core"
 FORBIDDEN_MODULES = {
     "os", "io", "pathlib", "socket", "ssl", "asyncio", "subprocess", "shutil", "tempfile", "time",
     "smtplib", "imaplib", "http", "urllib", "sqlite3", "logging",

@@ -20,7 +20,6 @@ import aiohttp
 import pytest
 from icalendar import Calendar
 
-from gateway.settings.config import Listener
 from gateway.core.calendar.export import check_object, export_objects
 from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
@@ -29,10 +28,11 @@ from gateway.core.mail.calendarparts import CalendarPart
 from gateway.core.model import Outcome
 from gateway.edges.http import HttpFace
 from gateway.service.trust import Trust
+from gateway.settings.config import Listener
 from gateway.store import calendars, directory
 from gateway.store.db import Database
-from tests.cli import Reefknot, imip_mail
-from tests.servers import LOOPBACK, free_port
+from tests.peers.cli import Reefknot, imip_mail
+from tests.peers.servers import LOOPBACK, free_port
 from tests.test_freebusy import WINDOWS_ZONE
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)

@@ -14,8 +14,8 @@ from gateway.core.model import Outcome
 from gateway.store import directory, inbox, intake
 from gateway.store.db import Database
 from gateway.store.intake import IntakeState
-from tests.cli import Reefknot
 from tests.conftest import NOW
+from tests.peers.cli import Reefknot
 
 ROWS = 1234
 

@@ -7,7 +7,6 @@ import binascii
 import re
 import time
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ from gateway.core.mail.calendarparts import (
     parse_mail,
 )
 from gateway.core.mail.headers import message_id_field
+from tests.peers.paths import DATA
 
-MAIL_DIR = Path(__file__).parent / "data" / "mail"
+MAIL_DIR = DATA / "mail"
 MANIFEST: dict[str, dict[str, Any]] = tomllib.loads((MAIL_DIR / "manifest.toml").read_text("utf-8"))
 FIXTURES = sorted(MANIFEST)
 BOUNCES = [name for name in FIXTURES if MANIFEST[name]["bounce"]]

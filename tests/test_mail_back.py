@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from gateway.core.mail.replyaddress import read_token_address
-from tests.cli import EVENT, Reefknot, imip_mail, reply_from
-from tests.servers import LOOPBACK
-from tests.sink import Received, Sink, smtp_peer
+from tests.peers.cli import EVENT, Reefknot, imip_mail, reply_from
+from tests.peers.paths import POLICIES
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import Received, Sink, smtp_peer
 
 ALICE, CAROL, DAVE = "alice@foo.example", "carol@bar.example", "dave@baz.example"
 REPLY_DOMAIN = "reply.foo.example"
@@ -219,7 +220,7 @@ OUR_MTA = "mx.foo.example"
 @pytest.fixture
 def trusting_run(database_url: str, tmp_path: Path, peer: Sink, capsys: pytest.CaptureFixture[str]) -> Reefknot:
     """As ``run``, under the default policy, believing the Authentication-Results of our MTA."""
-    policy = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+    policy = POLICIES / "default.toml"
     config = tmp_path / "reefknot.toml"
     config.write_text(
         f'[database]\nurl = "{database_url}"\n\n'

@@ -19,7 +19,7 @@ from gateway.store import calendars, directory, inbox
 from gateway.store.db import Database
 from gateway.store.intake import IntakeState
 from tests.conftest import NOW
-from tests.corpus_site import LOCAL, MAIL, corpus_database
+from tests.peers.corpus_site import LOCAL, MAIL, corpus_database
 
 MANIFEST = tomllib.loads((MAIL / "manifest.toml").read_text())
 

@@ -15,8 +15,8 @@ from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
 from gateway.store import calendars, directory
 from gateway.store.db import Database
-from tests.cli import Reefknot, imip_mail
 from tests.conftest import NOW
+from tests.peers.cli import Reefknot, imip_mail
 
 BOB, CAROL, UID = "bob@foo.example", "carol@bar.example", "late-invite@bar.example"
 

@@ -11,12 +11,12 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar
 from gateway.adapters.dkim import DkimSigner
+from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar
 from gateway.service import delivery_attempts
-from tests.cli import Reefknot, write_event
-from tests.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink
-from tests.sink import Sink, smtp_peer
+from tests.peers.cli import Reefknot, write_event
+from tests.peers.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink
+from tests.peers.sink import Sink, smtp_peer
 from tests.test_mailauth import _pem, dns_for
 from tests.test_sender import compose
 

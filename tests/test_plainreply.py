@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.mail.plainreply import KEYWORDS, answer_word, first_line, read_plain_answer
+from gateway.core.mail.plainreply import (
+    KEYWORDS,
+    answer_word,
+    first_line,
+    read_plain_answer,
+)
 from gateway.core.model import PartStat
 
 ACCEPTED, DECLINED, TENTATIVE = PartStat.ACCEPTED, PartStat.DECLINED, PartStat.TENTATIVE

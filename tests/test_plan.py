@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,12 @@ from gateway.core.calendar.ical import (
     timezones_of,
     uid_of,
 )
-from gateway.core.calendar.instances import MASTER, date_values, instance_key, recurrence_key_of
+from gateway.core.calendar.instances import (
+    MASTER,
+    date_values,
+    instance_key,
+    recurrence_key_of,
+)
 from gateway.core.itip.plan import (
     Plan,
     PlanError,
@@ -41,20 +45,21 @@ from gateway.core.itip.plan import (
     plan_itip,
 )
 from gateway.core.model import Method, OutgoingMessage
+from tests.peers.paths import DATA
 
-DATA = Path(__file__).parent / "data" / "plan"
-SCENARIOS = sorted(p.name for p in DATA.iterdir() if (p / "case.toml").exists())
+PLANS = DATA / "plan"
+SCENARIOS = sorted(p.name for p in PLANS.iterdir() if (p / "case.toml").exists())
 INTERNAL_PARAMETERS = ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def load(scenario: str, name: str) -> Calendar | None:
-    path = DATA / scenario / name
+    path = PLANS / scenario / name
     return parse_calendar(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def load_case(scenario: str) -> dict[str, Any]:
-    with (DATA / scenario / "case.toml").open("rb") as handle:
+    with (PLANS / scenario / "case.toml").open("rb") as handle:
         return tomllib.load(handle)
 
 
@@ -300,4 +305,4 @@ def test_naive_now_is_refused() -> None:
 
 
 def test_every_scenario_directory_has_a_case() -> None:
-    assert len(SCENARIOS) == len([p for p in DATA.iterdir() if p.is_dir()])
+    assert len(SCENARIOS) == len([p for p in PLANS.iterdir() if p.is_dir()])

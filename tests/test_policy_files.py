@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings.config import ConfigError
 from gateway.core.model import Kind
 from gateway.core.trust.policy import (
     Action,
@@ -19,10 +18,12 @@ from gateway.core.trust.policy import (
     Policy,
     PrivateEvents,
 )
+from gateway.settings.config import ConfigError
 from gateway.settings.policy import policy_files, read_policy_files
 from gateway.settings.reader import SettingError
+from tests.peers.paths import POLICIES
 
-SHIPPED = Path(__file__).resolve().parent.parent / "policies"
+SHIPPED = POLICIES
 DEFAULT_TOML, STRICT_TOML = SHIPPED / "default.toml", SHIPPED / "strict.toml"
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef"

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
-from gateway.cli import main
 from gateway.adapters.dkim import DkimSigner
+from gateway.cli import main
 from gateway.store.db import Database
 from gateway.store.schema import OutboxMessage
-from tests.cli import EVENT, Reefknot, imip_mail
+from tests.peers.cli import EVENT, Reefknot, imip_mail
 
 ALICE, ERIN = "alice@foo.example", "erin@baz.example"
 

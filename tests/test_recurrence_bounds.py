@@ -27,7 +27,7 @@ from gateway.core.calendar.recurrence import (
 )
 from gateway.core.calendar.rrules import MAX_COUNT, MAX_INSTANCES, rule_of
 from gateway.core.mail.replyaddress import token_expiry
-from tests.cli import Reefknot, imip_mail
+from tests.peers.cli import Reefknot, imip_mail
 
 ROOM = "room-r@foo.example"
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings.config import ConfigError
 from gateway.core.trust.evidence import Role, SenderEvidence
+from gateway.settings.config import ConfigError
 from gateway.settings.policy import load_relays
+from tests.peers.paths import POLICIES
 
-SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "relays.toml"
+SHIPPED = POLICIES / "relays.toml"
 
 
 def test_the_shipped_relays_load() -> None:

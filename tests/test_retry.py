@@ -16,8 +16,8 @@ from gateway.core.itip.schedulestatus import (
 from gateway.core.mail.retry import (
     Attempt,
     AttemptResult,
-    RetryPolicy,
     Disposition,
+    RetryPolicy,
     decide_attempt,
 )
 from gateway.edges.smarthost import Stage, attempt_for_reply

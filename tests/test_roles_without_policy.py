@@ -23,18 +23,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.settings.config import load_config
-from gateway.core.mail.envelope import Envelope
 from gateway.adapters.dkim import DkimSigner, KeyResolver
+from gateway.core.mail.envelope import Envelope
 from gateway.service import processing
 from gateway.service.trust import load_trust
+from gateway.settings.config import load_config
 from gateway.store import directory, inbox
 from gateway.store.db import Database
-from tests.cli import EVENT, Reefknot, imip_mail
 from tests.conftest import NOW
-from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
-from tests.servers import LOOPBACK
-from tests.sink import Sink, smtp_peer
+from tests.peers.cli import EVENT, Reefknot, imip_mail
+from tests.peers.serve import ServeProcess, crlf, wait_until_processed, write_config
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import Sink, smtp_peer
 
 ALICE, CAROL, ERIN = "alice@foo.example", "carol@bar.example", "erin@baz.example"
 DAVE, DANA, BOB = "dave@bar.example", "dana@icloud.com", "bob@foo.example"

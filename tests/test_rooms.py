@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.core.calendar.ical import parse_calendar
-from tests.cli import Reefknot, imip_mail
+from tests.peers.cli import Reefknot, imip_mail
+from tests.peers.paths import POLICIES
 
 ALICE, BOB, ROOM, ERIN = "alice@foo.example", "bob@foo.example", "room-4@foo.example", "erin@baz.example"
 
@@ -97,7 +98,7 @@ def booking(request: pytest.FixtureRequest, database_url: str, tmp_path: Path,
     """Alice, Bob and Room 4, with no policy files and with the shipped ``policies/default.toml``."""
     config = tmp_path / "reefknot.toml"
     policy = "" if request.param == "no-policy" else (
-        f'\n[policy]\nfiles = ["{Path(__file__).parents[1] / "policies" / "default.toml"}"]\n')
+        f'\n[policy]\nfiles = ["{POLICIES / "default.toml"}"]\n')
     config.write_text(f'[database]\nurl = "{database_url}"\n{policy}')
     reefknot = Reefknot(config, capsys)
     for address, kind in ((ALICE, "individual"), (BOB, "individual"), (ROOM, "room")):

@@ -20,15 +20,20 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
-from gateway.core.calendar.instances import recurrence_key_of
 from gateway.adapters.dkim import DkimSigner
-from tests.cli import Reefknot
-from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
-from tests.servers import LOOPBACK
-from tests.sink import Received, Sink, smtp_peer
+from gateway.core.calendar.ical import (
+    components_of,
+    find_attendee,
+    parse_calendar,
+    partstat_of,
+)
+from gateway.core.calendar.instances import recurrence_key_of
+from tests.peers.cli import Reefknot
+from tests.peers.paths import ROOT
+from tests.peers.serve import ServeProcess, crlf, wait_until_processed, write_config
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import Received, Sink, smtp_peer
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE, ROOM, CAROL, ERIN = "alice@foo.example", "room-4@foo.example", "carol@bar.example", "erin@baz.example"
 TOKEN = "bar-free-busy-token-0123456789"
 WEEKLY = """BEGIN:VCALENDAR

@@ -25,13 +25,13 @@ from gateway.core.calendar.ical import (
     partstat_of,
     uid_of,
 )
-from tests.cli import EVENT, Reefknot
-from tests.serve import ServeProcess, write_config
-from tests.servers import LOOPBACK
-from tests.sink import Received, Sink, smtp_peer
+from tests.peers.cli import EVENT, Reefknot
+from tests.peers.paths import ROOT
+from tests.peers.serve import ServeProcess, write_config
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import Received, Sink, smtp_peer
 from tests.test_mail_back import _dsn
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE, CAROL = "alice@foo.example", "carol@bar.example"
 
 

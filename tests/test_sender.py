@@ -18,27 +18,27 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings.config import Config, Listener, OutboundOptions
 from gateway.core.itip.schedulestatus import schedule_statuses
 from gateway.core.mail.replyaddress import TokenAddress, read_token_address
 from gateway.core.model import Kind
 from gateway.edges.sender import Sender
 from gateway.service import events
 from gateway.service.delivery_attempts import SendResult
+from gateway.settings.config import Config, Listener, OutboundOptions
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
 from gateway.store.schema import OutboxMessage
-from tests.cli import EVENT
 from tests.conftest import NOW
-from tests.servers import (
+from tests.peers.cli import EVENT
+from tests.peers.servers import (
     LOOPBACK,
     ServerUnavailable,
     _self_signed_cert,
     free_port,
     smtp_sink,
 )
-from tests.sink import DROP, Sink, smtp_peer
+from tests.peers.sink import DROP, Sink, smtp_peer
 
 ALICE, CAROL, DAVE = "alice@foo.example", "carol@bar.example", "dave@baz.example"
 REPLY_DOMAIN = "reply.foo.example"

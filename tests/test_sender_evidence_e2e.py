@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import EVENT, Reefknot, reply_from
-from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
-from tests.servers import LOOPBACK
-from tests.sink import Received, Sink, smtp_peer
+from tests.peers.cli import EVENT, Reefknot, reply_from
+from tests.peers.paths import ROOT
+from tests.peers.serve import ServeProcess, crlf, wait_until_processed, write_config
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import Received, Sink, smtp_peer
 from tests.test_mail_back import _dsn
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE, CAROL = "alice@foo.example", "carol@bar.example"
 OURS = "mx.foo.example"
 

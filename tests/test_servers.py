@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.servers import (
+from tests.peers.servers import (
     DovecotServer,
     ServerUnavailable,
     SmtpSink,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings.config import ConfigError, Listener, OutboundOptions, load_config
 from gateway.edges.smarthost import SmarthostSession
-from tests.cli import EVENT, Reefknot
-from tests.servers import LOOPBACK
-from tests.sink import smtp_peer
+from gateway.settings.config import ConfigError, Listener, OutboundOptions, load_config
+from tests.peers.cli import EVENT, Reefknot
+from tests.peers.paths import ROOT
+from tests.peers.servers import LOOPBACK
+from tests.peers.sink import smtp_peer
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE, CAROL = "alice@foo.example", "carol@bar.example"
 AUTH = 'username = "reefknot"\npassword_file = "/etc/reefknot/smarthost.secret"\n'
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings.config import ConfigError, IntakeOptions
 from gateway.edges.smtp import is_allowed
+from gateway.settings.config import ConfigError, IntakeOptions
 from gateway.store.writers import WriteGate
-from tests.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
-from tests.serve import (
+from tests.peers.cli import EVENT, Reefknot, imip_mail, reply_from, write_event
+from tests.peers.serve import (
     ServeProcess,
     crlf,
     intake_rows,
@@ -32,7 +32,7 @@ from tests.serve import (
     wait_until_processed,
     write_config,
 )
-from tests.servers import (
+from tests.peers.servers import (
     LOOPBACK,
     ServerUnavailable,
     _self_signed_cert,

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.adapters.dkim import DkimSigner
-from tests.cli import EVENT, Reefknot, reply_from
-from tests.serve import ServeProcess, crlf, wait_until_processed, write_config
-from tests.servers import LOOPBACK
+from tests.peers.cli import EVENT, Reefknot, reply_from
+from tests.peers.paths import ROOT
+from tests.peers.serve import ServeProcess, crlf, wait_until_processed, write_config
+from tests.peers.servers import LOOPBACK
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE, CAROL, DAVE, ERIN = "alice@foo.example", "carol@bar.example", "dave@bar.example", "erin@baz.example"
 
 

@@ -24,8 +24,8 @@ from gateway.core.itip.validate import (
     validate_itip,
 )
 from gateway.core.model import Method
+from tests.peers.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 INVALID = sorted((DATA / "itip-invalid").glob("*.ics"))
 QUIRKS = sorted((DATA / "itip-valid-quirks").glob("*.ics"))
 RFC_EXAMPLES = sorted((DATA / "itip-valid-rfc5546").glob("*.ics"))

@@ -8,13 +8,13 @@ from datetime import date, datetime, timezone
 import pytest
 from icalendar.prop import vRecur
 
+from gateway.adapters.templates import TemplateRenderer
 from gateway.core.imip.wording import (
     describe_dates,
     describe_rule,
     describe_span,
     zone_abbreviation,
 )
-from gateway.adapters.templates import TemplateRenderer
 
 RENDERER = TemplateRenderer()
 EN, DE = RENDERER.translator("en"), RENDERER.translator("de")

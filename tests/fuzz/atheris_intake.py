@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     from gateway.service import processing
     from gateway.store.intake import Envelope, IntakeState
-    from tests.corpus_site import LOCAL, corpus_database
+    from tests.peers.corpus_site import LOCAL, corpus_database
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
 DB = corpus_database(Path(tempfile.mkdtemp(prefix="reefknot-fuzz-")), NOW)

@@ -20,7 +20,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.servers import LOOPBACK, free_port
+from tests.peers.servers import LOOPBACK, free_port
 
 DROP = "drop"  # an answer that closes the connection instead of replying
 OK = "250 2.0.0 Ok: queued"

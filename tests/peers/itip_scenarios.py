@@ -59,8 +59,9 @@ from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import ApplyResult, Recipient, Stored
 from gateway.core.itip.validate import resolve_method, validate_itip
+from tests.peers.paths import DATA
 
-SCENARIOS = Path(__file__).parent / "data" / "itip"
+SCENARIOS = DATA / "itip"
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 
 

@@ -25,9 +25,8 @@ from sqlalchemy import select
 
 from gateway.store.db import Database
 from gateway.store.schema import IntakeMessage
-from tests.servers import LOOPBACK, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.peers.paths import ROOT
+from tests.peers.servers import LOOPBACK, free_port
 
 
 def write_config(

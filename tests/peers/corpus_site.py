@@ -8,8 +8,9 @@ from pathlib import Path
 from gateway.core.model import Kind
 from gateway.store import directory
 from gateway.store.db import Database
+from tests.peers.paths import DATA
 
-MAIL = Path(__file__).parent / "data" / "mail"
+MAIL = DATA / "mail"
 LOCAL = ("alice@foo.example", "bob@foo.example", "room-r@foo.example")
 
 

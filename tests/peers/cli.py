@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.core.calendar.ical import components_of, find_attendee, parse_calendar, partstat_of
+from gateway.core.calendar.ical import (
+    components_of,
+    find_attendee,
+    parse_calendar,
+    partstat_of,
+)
 
 EVENT = """BEGIN:VCALENDAR
 VERSION:2.0
