@@ -15,6 +15,16 @@ from tests.peers.cli import Reefknot
 from tests.peers.servers import ServerUnavailable, postgres_cluster
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"core": pytest.mark.core, "e2e": pytest.mark.e2e}  # tests/<folder>/… gets the marker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in, so that ``pytest -m core`` or ``-m "not e2e"`` picks a layer."""
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[parts[0]])
 _names = itertools.count()
 
 

@@ -6,7 +6,7 @@ failure. Run for as long as you like (``pip install atheris`` first):
 
     python tests/fuzz/atheris_intake.py -max_total_time=600 tests/data/mail
 
-The same property is checked by ``tests/test_fuzz_intake.py`` with hypothesis in CI.
+The same property is checked by ``tests/service/test_fuzz_intake.py`` with hypothesis in CI.
 """
 
 from __future__ import annotations

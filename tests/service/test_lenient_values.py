@@ -33,7 +33,7 @@ from gateway.store import calendars, directory
 from gateway.store.db import Database
 from tests.peers.cli import Reefknot, imip_mail
 from tests.peers.servers import LOOPBACK, free_port
-from tests.test_freebusy import WINDOWS_ZONE
+from tests.core.calendar.test_freebusy import WINDOWS_ZONE
 
 NOW = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)
 BASE = {

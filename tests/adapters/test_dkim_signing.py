@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gateway.adapters.dkim import SIGNED_HEADERS, DkimKeyError, DkimSigner
-from tests.test_imip import invitation, render
+from tests.core.imip.test_render import invitation, render
 
 NOW = 1_780_000_000.0
 

@@ -1,16 +1,15 @@
 """Bounded work for any recurrence: expansion is windowed and capped, and mail beyond the caps is held.
 
 The core against dateutil (the same starts from a rule restarted at the window as from
-its own DTSTART), a table of hostile rules and dates (each named by the reason it is held
-under, and each expanded within the cap all the same, should it be stored), and end to
-end: ``reefknot ingest`` holds such an invitation, also to a room, and ``event put``
-refuses it. The time and memory each takes is printed by ``bench/recurrence_worst.py``.
+its own DTSTART), and a table of hostile rules and dates (each named by the reason it is
+held under, and each expanded within the cap all the same, should it be stored). That
+the commands hold and refuse them is ``tests/cli/test_recurrence_holds.py``'s. The time
+and memory each takes is printed by ``bench/recurrence_worst.py``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from dateutil.rrule import rrulestr
@@ -27,7 +26,6 @@ from gateway.core.calendar.recurrence import (
 )
 from gateway.core.calendar.rrules import MAX_COUNT, MAX_INSTANCES, rule_of
 from gateway.core.mail.replyaddress import token_expiry
-from tests.peers.cli import Reefknot, imip_mail
 
 ROOM = "room-r@foo.example"
 
@@ -164,34 +162,3 @@ def test_a_reply_token_of_a_series_too_long_to_count_lives_as_long_as_an_endless
     assert token_expiry(parsed(event("RRULE:FREQ=DAILY;COUNT=1000000000"))) is None
     counted = token_expiry(parsed(event("RRULE:FREQ=MONTHLY;BYMONTHDAY=5;COUNT=3")))
     assert counted == datetime(2026, 3, 5, 10, tzinfo=UTC) + timedelta(days=30)
-
-
-# --- end to end: the message is held, the command refuses ------------------------------------
-
-
-@pytest.mark.parametrize("name", ["count-a-billion", "secondly-endless", "secondly-filtered", "thousands-of-rdates"])
-def test_ingest_holds_an_invitation_beyond_the_caps_also_to_a_room(
-    reefknot: Reefknot, tmp_path: Path, name: str
-) -> None:
-    line, reason, _ = HOSTILE[name]
-    to = f"alice@foo.example, {ROOM}"
-    mail = imip_mail(tmp_path, name, "carol@bar.example", to, event(line, uid=name), "REQUEST")
-    out = reefknot("ingest", "--recipient", "alice@foo.example", "--recipient", ROOM, str(mail))
-    assert f"held ({reason})" in out
-    (held,) = reefknot.json_lines("quarantine")
-    assert held["reason"] == reason
-    assert f"UID:{name}" not in reefknot("calendar", "export", "alice@foo.example")
-    assert f"UID:{name}" not in reefknot("calendar", "export", ROOM)
-
-
-def test_event_put_refuses_a_recurrence_beyond_the_caps_and_a_value_it_cannot_read(
-    reefknot: Reefknot, tmp_path: Path
-) -> None:
-    path = tmp_path / "series.ics"
-    text = event("RRULE:FREQ=MINUTELY", uid="put-series").replace("METHOD:REQUEST\n", "")
-    path.write_text(text.replace("mailto:carol@bar.example", "mailto:alice@foo.example"))
-    reefknot("event", "put", "--as", "alice@foo.example", str(path), expect=65)
-    path.write_text(text.replace("RRULE:FREQ=MINUTELY", "RRULE:FREQ=WEEKLY").replace(
-        "DTEND:20260105T100000Z", "DTEND:20260105T1000000Z"))
-    reefknot("event", "put", "--as", "alice@foo.example", str(path), expect=65)
-    assert "UID:put-series" not in reefknot("calendar", "export", "alice@foo.example")

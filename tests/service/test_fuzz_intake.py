@@ -4,7 +4,7 @@ Every input must end applied, ignored or held with a named reason; a processing
 failure (the catch-all that keeps a message queued after an unexpected error) is a
 bug. The inputs are the real-sender fixtures with bytes flipped, cut, repeated and
 spliced, and calendars assembled from iCalendar fragments. A run takes a minute or two
-by default; ``REEFKNOT_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz_intake.py`` runs longer.
+by default; ``REEFKNOT_FUZZ_EXAMPLES=20000 pytest tests/service/test_fuzz_intake.py`` runs longer.
 """
 
 from __future__ import annotations

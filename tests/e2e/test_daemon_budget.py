@@ -34,7 +34,7 @@ from tests.peers.serve import (
     write_config,
 )
 from tests.peers.servers import LOOPBACK
-from tests.test_daemon import (  # noqa: F401
+from tests.e2e.test_daemon import (  # noqa: F401
     ALICE,
     ERIN,
     add_alice,

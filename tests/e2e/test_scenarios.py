@@ -30,7 +30,7 @@ from tests.peers.paths import ROOT
 from tests.peers.serve import ServeProcess, write_config
 from tests.peers.servers import LOOPBACK
 from tests.peers.sink import Received, Sink, smtp_peer
-from tests.test_mail_back import _dsn
+from tests.e2e.test_mail_back import _dsn
 
 ALICE, CAROL = "alice@foo.example", "carol@bar.example"
 

@@ -21,7 +21,7 @@ from gateway.adapters.dkim import (
     dns_txt_lookup,
     verify_dkim,
 )
-from tests.test_imip import invitation, render
+from tests.core.imip.test_render import invitation, render
 
 NOW = 1_780_000_000.0
 

@@ -17,8 +17,8 @@ from gateway.service import delivery_attempts
 from tests.peers.cli import Reefknot, write_event
 from tests.peers.servers import LOOPBACK, ServerUnavailable, free_port, smtp_sink
 from tests.peers.sink import Sink, smtp_peer
-from tests.test_mailauth import _pem, dns_for
-from tests.test_sender import compose
+from tests.adapters.test_dkim_signing import _pem, dns_for
+from tests.edges.test_sender import compose
 
 CAROL, DAVE, ERIN = "carol@bar.example", "dave@baz.example", "erin@baz.example"
 

@@ -38,7 +38,7 @@ from tests.peers.servers import (
     _self_signed_cert,
     postgres_cluster_control,
 )
-from tests.test_ingest import mime_bomb
+from tests.cli.test_ingest import mime_bomb
 
 ALICE, BOB, CAROL, ERIN, FRANK = (
     "alice@foo.example", "bob@foo.example", "carol@bar.example", "erin@baz.example", "frank@baz.example",
