@@ -303,76 +303,79 @@ def load_config(explicit: str | None = None) -> Config:
 
 
 class _Reading:
-    """One configuration file, read section by section; an error names the line of the section or its key."""
+    """One configuration file, read section by section into Config's fields; an error names its line."""
 
     def __init__(self, top: Table, lines: Lines, path: Path) -> None:
         self.top, self.lines, self.path = top, lines, path
-
-    def section(self, name: str, allowed: tuple[str, ...]) -> Table:
-        with located(self.path, self.lines, name):
-            return self.top.table(name, allowed)
+        self.defaults = Config()
 
     def config(self) -> Config:
-        defaults = Config()
+        return Config(
+            **self.database(), **self.intake("smtp"), **self.intake("lmtp"), **self.processing(), **self.imap(),
+            **self.outbound(), **self.http(), **self.policy(), **self.trust(), source=str(self.path),
+        )
+
+    def section(self, name: str, allowed: tuple[str, ...]) -> Table:
+        return self.top.table(name, allowed)
+
+    def database(self) -> dict[str, Any]:
         with located(self.path, self.lines, "database"):
-            database = self.section("database", ("url",))
-            url = database.text("url", defaults.database_url)
-        with located(self.path, self.lines, "smtp"):
-            smtp = self.section("smtp", INTAKE_SETTINGS)
-            smtp_options = IntakeOptions.from_toml(smtp.data, "[smtp]")
-            smtp_listeners = _listeners(smtp, defaults.smtp, "[smtp] listen")
-        with located(self.path, self.lines, "lmtp"):
-            lmtp = self.section("lmtp", INTAKE_SETTINGS)
-            lmtp_options = IntakeOptions.from_toml(lmtp.data, "[lmtp]")
-            lmtp_listeners = _listeners(lmtp, defaults.lmtp, "[lmtp] listen")
+            return {"database_url": self.section("database", ("url",)).text("url", self.defaults.database_url)}
+
+    def intake(self, name: str) -> dict[str, Any]:
+        """``[smtp]`` or ``[lmtp]``: where it listens and how it treats its clients."""
+        with located(self.path, self.lines, name):
+            table = self.section(name, INTAKE_SETTINGS)
+            listeners = _listeners(table, getattr(self.defaults, name), f"[{name}] listen")
+            return {name: listeners, f"{name}_options": IntakeOptions.from_toml(table.data, f"[{name}]")}
+
+    def processing(self) -> dict[str, Any]:
         with located(self.path, self.lines, "processing"):
-            processing = self.section("processing", ("workers", "message_timeout"))
-            workers = processing.whole("workers", 1, 0, 64)
-            message_timeout = processing.seconds("message_timeout", DEFAULT_MESSAGE_TIMEOUT, 3600)
-        accounts = []
+            table = self.section("processing", ("workers", "message_timeout"))
+            return {"processing_workers": table.whole("workers", 1, 0, 64),
+                    "message_timeout": table.seconds("message_timeout", DEFAULT_MESSAGE_TIMEOUT, 3600)}
+
+    def imap(self) -> dict[str, Any]:
         with located(self.path, self.lines, None):
             entries = self.top.tables("imap")
+        accounts = []
         for index, entry in enumerate(entries):
             with located(self.path, self.lines, "imap", index):
                 accounts.append(ImapAccount.from_toml(entry, f"[[imap]] #{index + 1}"))
+        return {"imap": tuple(accounts)}
+
+    def outbound(self) -> dict[str, Any]:
         with located(self.path, self.lines, "outbound"):
-            outbound = self.section("outbound", OUTBOUND_SECTION)
-            options = OutboundOptions.from_toml(outbound.data)
-            smarthost = Listener.parse(outbound.text("smarthost", str(defaults.smarthost)), "[outbound] smarthost")
-            reply_domain = outbound.text("reply_domain")
+            table = self.section("outbound", OUTBOUND_SECTION)
+            fields = {
+                "sends_mail": "outbound" in self.top,
+                "outbound": OutboundOptions.from_toml(table.data),
+                "smarthost": Listener.parse(table.text("smarthost", str(self.defaults.smarthost)),
+                                            "[outbound] smarthost"),
+                "reply_domain": table.text("reply_domain"),
+            }
         with located(self.path, self.lines, "outbound.dkim"):
-            dkim = outbound.table("dkim", ("domain", "selector", "key_file"), "[outbound.dkim]")
-            key = DkimKey(*(dkim.text(k) for k in ("domain", "selector", "key_file"))) if "dkim" in outbound else None
+            dkim = table.table("dkim", ("domain", "selector", "key_file"), "[outbound.dkim]")
+            key = DkimKey(*(dkim.text(k) for k in ("domain", "selector", "key_file"))) if "dkim" in table else None
             if key is not None and not all((key.domain, key.selector, key.key_file)):
                 raise dkim.invalid("domain, selector and key_file are all needed")
+        return {**fields, "dkim": key}
+
+    def http(self) -> dict[str, Any]:
         with located(self.path, self.lines, "http"):
-            http = self.section("http", ("listen", "public_url"))
-            http_listener = Listener.parse(http.text("listen", str(defaults.http)), "[http] listen")
-            public_url = http.text("public_url")
+            table = self.section("http", ("listen", "public_url"))
+            return {"http": Listener.parse(table.text("listen", str(self.defaults.http)), "[http] listen"),
+                    "public_url": table.text("public_url")}
+
+    def policy(self) -> dict[str, Any]:
+        """``[policy] files``, relative ones to the configuration's directory."""
         with located(self.path, self.lines, "policy"):
             files = self.section("policy", ("files",)).strings("files")
+        return {"policy_files": tuple(str(self.path.parent / p) for p in files)}
+
+    def trust(self) -> dict[str, Any]:
         with located(self.path, self.lines, "trust"):
-            trust = TrustOptions.from_toml(self.section("trust", ("authserv_ids", "dns", "dns_timeout")).data)
-        return Config(
-            database_url=url,
-            smtp=smtp_listeners,
-            lmtp=lmtp_listeners,
-            smtp_options=smtp_options,
-            lmtp_options=lmtp_options,
-            processing_workers=workers,
-            message_timeout=message_timeout,
-            imap=tuple(accounts),
-            sends_mail="outbound" in self.top,
-            smarthost=smarthost,
-            reply_domain=reply_domain,
-            outbound=options,
-            dkim=key,
-            http=http_listener,
-            public_url=public_url,
-            policy_files=tuple(str(self.path.parent / p) for p in files),
-            trust=trust,
-            source=str(self.path),
-        )
+            return {"trust": TrustOptions.from_toml(self.section("trust", ("authserv_ids", "dns", "dns_timeout")).data)}
 
 
 def _listeners(table: Table, default: tuple[Listener, ...], setting: str) -> tuple[Listener, ...]:
