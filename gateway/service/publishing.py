@@ -13,6 +13,7 @@ from datetime import datetime
 from icalendar import Calendar
 from sqlalchemy.orm import Session
 
+from gateway.core.addresses import normalize_address
 from gateway.core.calendar.export import Export, LeftOut, check_object, export_objects
 from gateway.service import freebusy
 from gateway.store import calendars, directory
@@ -49,7 +50,7 @@ def freebusy_of(db: Database, addresses: list[str], start: datetime, end: dateti
     """One VFREEBUSY for the principals at these addresses together, checked before it leaves."""
     with db.reading() as session:
         found = directory.resolve_many(session, addresses)
-        missing = [a for a in addresses if found.get(a.lower()) is None]
+        missing = [a for a in addresses if found.get(normalize_address(a) or "") is None]
         if missing or not addresses:
             raise UnknownCalendarUser(", ".join(missing))
         principals = [p for p in found.values() if p is not None]

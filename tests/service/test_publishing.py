@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
-from gateway.core.calendar.export import LeftOut
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.service import publishing
 from gateway.service.events import put_event
-from gateway.service.publishing import InvalidFreeBusy, UnknownCalendarUser
+from gateway.service.publishing import UnknownCalendarUser
 from gateway.store import directory
 from gateway.store.db import Database
 from gateway.store.directory import PrincipalRef
@@ -146,8 +145,11 @@ def test_freebusy_of_an_unknown_address_or_of_nobody_raises_unknown_calendar_use
         publishing.freebusy_of(db, [], *window)
 
 
-def test_invalid_freebusy_carries_the_check_problem_and_describes_it() -> None:
-    """Valid stored data never yields it (the published VFREEBUSY is built valid); the edges report its message."""
-    problem = LeftOut("freebusy-x", "invalid-value", "DTSTAMP in VFREEBUSY: not a UTC date-time")
-    error = InvalidFreeBusy(problem)
-    assert error.problem is problem and str(error) == problem.describe()
+def test_freebusy_of_reads_addresses_as_the_directory_does(
+    db: Database, people: tuple[PrincipalRef, PrincipalRef]
+) -> None:
+    alice, _ = people
+    first = NOW + timedelta(days=1)
+    put(db, alice, "alices", first, first + HOUR)
+    published = publishing.freebusy_of(db, [f" MAILTO:{ALICE.upper()}"], NOW, NOW + timedelta(days=2), NOW)
+    assert busy_in(published) == [(first, first + HOUR)]
