@@ -28,7 +28,7 @@ from gateway.settings.config import Config, Listener, OutboundOptions
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxState
-from gateway.store.schema import OutboxMessage
+from gateway.store.outbox import OutboxRecord
 from tests.conftest import NOW
 from tests.peers.cli import EVENT
 from tests.peers.servers import (
@@ -58,7 +58,7 @@ class Clock:
         self.now += delta
 
 
-def compose(row: OutboxMessage) -> bytes:
+def compose(row: OutboxRecord) -> bytes:
     """A minimal iMIP mail for a row (the real composer renders and signs; the sender only needs bytes)."""
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = row.sender
@@ -69,8 +69,8 @@ def compose(row: OutboxMessage) -> bytes:
     return message.as_bytes()
 
 
-def failing_for(recipient: str) -> Callable[[OutboxMessage], bytes]:
-    def composer(row: OutboxMessage) -> bytes:
+def failing_for(recipient: str) -> Callable[[OutboxRecord], bytes]:
+    def composer(row: OutboxRecord) -> bytes:
         if row.recipient == recipient:
             raise ValueError("no template for\nthis method")
         return compose(row)
@@ -95,7 +95,7 @@ def invite(db: Database, uid: str, *attendees: str) -> list[int]:
         return [r.id for r in outbox.list_messages(session) if r.uid == uid]
 
 
-def row(db: Database, outbox_id: int) -> OutboxMessage:
+def row(db: Database, outbox_id: int) -> OutboxRecord:
     with db.transaction() as session:
         return outbox.get(session, outbox_id)
 

@@ -16,7 +16,6 @@ from gateway.core.mail.calendarparts import BounceReport
 from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.replyaddress import bounce_address
 from gateway.core.model import Kind, Outcome
-from gateway.service import events
 from gateway.service.bounce_reports import (
     DELIVERY_FAILED,
     UNAUTHENTICATED_BOUNCE,
@@ -28,7 +27,7 @@ from gateway.store.db import Database
 from gateway.store.outbox import OutboxRecord, OutboxState
 from gateway.store.schema import InboxEntry
 from tests.conftest import NOW
-from tests.peers.cli import EVENT
+from tests.service.test_delivery_attempts import invite
 
 ALICE, CAROL, DAVE = "alice@foo.example", "carol@bar.example", "dave@baz.example"
 DAEMON = "mailer-daemon@bar.example"
@@ -50,15 +49,6 @@ def site(db: Database) -> Database:
     with db.transaction() as session:
         directory.add_principal(session, ALICE, NOW, name="Alice", kind=Kind.INDIVIDUAL)
     return db
-
-
-def invite(db: Database, uid: str, *attendees: str) -> list[OutboxRecord]:
-    lines = "\n".join(f"ATTENDEE;RSVP=TRUE:mailto:{a}" for a in attendees)
-    with db.transaction() as session:
-        alice = directory.resolve(session, ALICE)
-        assert alice is not None
-        events.put_event(session, alice, EVENT.format(uid=uid, attendees=lines), NOW)
-        return [r for r in outbox.list_messages(session) if r.uid == uid]
 
 
 def failure(row: OutboxRecord | None = None, *, status: str = "5.1.1", actions: frozenset[str] = frozenset({"failed"}),
