@@ -1,4 +1,4 @@
-"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, reply tokens, IMAP mailboxes.
+"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, reply tokens, IMAP mailboxes, app passwords.
 
 Tables only; queries live with the modules that own each table. Changes to this file
 come with an Alembic migration in ``gateway/store/migrations/versions``.
@@ -88,13 +88,66 @@ class DirectoryRevision(Base):
     revision: Mapped[int] = mapped_column(BigInteger)
 
 
-class CalendarObject(Base):
-    """One UID in one principal's calendar: the master and its overrides, as iCalendar text."""
+class CalendarCollection(Base):
+    """One calendar of a principal, as CalDAV clients see it: a collection of objects with its own sync state.
 
-    __tablename__ = "calendar_objects"
-    __table_args__ = (UniqueConstraint("principal_id", "uid"),)
+    ``sync_seq`` counts the changes to its members; the change log rows carry the number
+    each member last changed at. Tokens at or below ``pruned_through`` are no longer
+    answerable (the deletions they would need were forgotten).
+    """
+
+    __tablename__ = "calendars"
+    __table_args__ = (UniqueConstraint("principal_id", "name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))  # its path segment under the principal's home
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    color: Mapped[str] = mapped_column(String(20), default="")
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)  # calendar-order (Apple)
+    timezone: Mapped[str] = mapped_column(Text, default="")  # a VCALENDAR with one VTIMEZONE, or ""
+    transparent: Mapped[bool] = mapped_column(default=False)  # schedule-calendar-transp: counts for free/busy
+    components: Mapped[str] = mapped_column(String(100), default="VEVENT,VTODO,VJOURNAL")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sync_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    pruned_through: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CalendarChange(Base):
+    """When a member of a calendar last changed (``seq``), and whether it is gone: what sync tokens are read against."""
+
+    __tablename__ = "calendar_changes"
+    __table_args__ = (UniqueConstraint("calendar_id", "href"), Index("ix_calendar_changes_calendar_id_seq", "calendar_id", "seq"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    href: Mapped[str] = mapped_column(String(500))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CalendarObject(Base):
+    """One UID in one principal's calendars: the master and its overrides, as iCalendar text.
+
+    A UID is in one calendar of its principal at a time, under the resource name
+    (``href``) the client chose or Reefknot gave it. ``hull_start``/``hull_end`` bound all
+    its occurrences (None: unbounded), for a time-range query to skip it in SQL.
+    """
+
+    __tablename__ = "calendar_objects"
+    __table_args__ = (
+        UniqueConstraint("principal_id", "uid"),
+        UniqueConstraint("calendar_id", "href"),
+        Index("ix_calendar_objects_calendar_id_hull_end", "calendar_id", "hull_end"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    calendar_id: Mapped[int | None] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"), nullable=True)
+    href: Mapped[str] = mapped_column(String(500), default="")
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    schedule_tag: Mapped[str] = mapped_column(String(64), default="")
+    hull_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    hull_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     uid: Mapped[str] = mapped_column(String(500))
     component: Mapped[str] = mapped_column(String(20))
     organizer: Mapped[str | None] = mapped_column(String(320), nullable=True)
@@ -158,6 +211,7 @@ class InboxEntry(Base):
     reason: Mapped[str] = mapped_column(String(100), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     ical: Mapped[str] = mapped_column(Text, default="")
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # deleted by a CalDAV client
 
 
 class LedgerEntry(Base):
@@ -223,3 +277,16 @@ class ImapMailbox(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: never selected
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AppPassword(Base):
+    """A password a principal's calendar program signs in with: an scrypt hash, under a label to revoke it by."""
+
+    __tablename__ = "app_passwords"
+    __table_args__ = (UniqueConstraint("principal_id", "label"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    hash: Mapped[str] = mapped_column(String(300))  # scrypt$N$r$p$salt$key, base64
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
