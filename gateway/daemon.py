@@ -158,7 +158,8 @@ class Daemon:
 
     async def _start_http(self) -> None:
         """The free/busy URL and the calendar feeds on ``[http] listen``."""
-        self.http = HttpFace(self.db, lambda: self.trust, budget=self.config.message_timeout)
+        self.http = HttpFace(self.db, lambda: self.trust, budget=self.config.message_timeout,
+                             options=self.config.http_options)
         try:
             await self.http.start(self.config.http)
         except OSError as error:

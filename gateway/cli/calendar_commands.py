@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import click
 
+from gateway.adapters.clock import utcnow
 from gateway.cli.base import (
     EX_DATAERR,
     EX_USAGE,
@@ -20,10 +23,9 @@ from gateway.cli.base import (
     page_options,
     pass_context,
 )
-from gateway.adapters.clock import utcnow
 from gateway.core.calendar.ical import components_of, serialize_calendar
 from gateway.core.model import Kind, PartStat
-from gateway.service import events, freebusy, publishing
+from gateway.service import credentials, events, freebusy, publishing
 from gateway.store import directory, inbox
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,65 @@ def users_feed(context: Context, address: str, renew: bool) -> None:
         token = directory.feed_token(session, principal.id, renew=renew)
     base = context.config.public_url.rstrip("/") or f"http://{context.config.http}"
     click.echo(f"{base}/calendars/{quote(principal.address)}.ics?token={token}")
+
+
+@users.group("password")
+def users_password() -> None:
+    """App passwords: what a principal's calendar programs sign in with."""
+
+
+@contextmanager
+def _credential_errors() -> Iterator[None]:
+    """A bad label is a usage error; an unknown principal, a taken or a missing label, a data error."""
+    try:
+        yield
+    except credentials.BadLabel as error:
+        raise Exit(EX_USAGE, str(error)) from error
+    except credentials.CredentialError as error:
+        raise Exit(EX_DATAERR, str(error)) from error
+
+
+@users_password.command("add")
+@click.argument("address")
+@click.option("--label", default=None, help="what to revoke it by (default: the first free app-N)")
+@pass_context
+@guarded
+def users_password_add(context: Context, address: str, label: str | None) -> None:
+    """Make a new app password and print it, alone on stdout: it is shown this once."""
+    with _credential_errors():
+        password = credentials.add_password(context.database(), address, utcnow(), label=label)
+    click.echo(password)
+
+
+@users_password.command("list")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@guarded
+def users_password_list(context: Context, address: str, as_json: bool) -> None:
+    """List the principal's app passwords: label, created, last used."""
+    with _credential_errors():
+        entries = credentials.list_passwords(context.database(), address)
+    rows = [
+        {"label": e.label, "created": e.created_at.isoformat(),
+         "last_used": e.last_used_at.isoformat() if e.last_used_at else None}
+        for e in entries
+    ]
+    if not as_json:
+        rows = [{**r, "last_used": r["last_used"] or "never"} for r in rows]
+    emit(rows, as_json, ["label", "created", "last_used"])
+
+
+@users_password.command("revoke")
+@click.argument("address")
+@click.argument("label")
+@pass_context
+@guarded
+def users_password_revoke(context: Context, address: str, label: str) -> None:
+    """Revoke an app password: it stops working at once."""
+    with _credential_errors():
+        credentials.revoke_password(context.database(), address, label)
+    click.echo(f"revoked {label}")
 
 
 @cli.command("freebusy")

@@ -1,4 +1,4 @@
-"""The HTTP face: the free/busy URL and each principal's read-only calendar feed (aiohttp).
+"""The HTTP face: CalDAV under ``/dav/``, the free/busy URL and each principal's read-only calendar feed (aiohttp).
 
 ``GET /freebusy/{address}[,{address}...]?start=…&end=…`` answers ``text/calendar`` with
 one VFREEBUSY (several addresses: their busy time together), if the policy's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -25,7 +26,9 @@ from aiohttp import web
 
 from gateway.adapters import deadline
 from gateway.adapters.clock import utcnow
-from gateway.settings.config import Listener
+from gateway.core.dav.xml import MAX_BODY
+from gateway.edges.caldav import CalDavFace
+from gateway.settings.config import HttpOptions, Listener
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.adapters.deadline import DeadlineExceeded
 from gateway.service import freebusy, publishing
@@ -49,25 +52,28 @@ class HttpFace:
     """The aiohttp application and its listener; ``trust`` gives the policy in force (it changes on SIGHUP)."""
 
     def __init__(self, db: Database, trust: Callable[[], Trust], clock: Callable[[], datetime] = utcnow,
-                 budget: float | None = None) -> None:
+                 budget: float | None = None, options: HttpOptions = HttpOptions()) -> None:
         """The requests' database work runs in the face's own threads; ``budget`` bounds each request's work
         in seconds (503 past it)."""
-        self.db, self.trust, self.clock, self.budget = db, trust, clock, budget
+        self.db, self.trust, self.clock, self.budget, self.options = db, trust, clock, budget, options
         self.executor = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http")
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=MAX_BODY + 1024)
+        self.caldav = CalDavFace(db, trust, clock, self._run_raw, options)
         self.app.add_routes([
             web.get("/freebusy/{addresses}", self.freebusy),
             web.get("/calendars/{address}.ics", self.feed),
+            *self.caldav.routes(),
         ])
         self._runner: web.AppRunner | None = None
 
     async def start(self, listener: Listener) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = (web.UnixSite(self._runner, listener.path) if listener.path
-                else web.TCPSite(self._runner, listener.host, listener.port))
+        tls = _tls_context(self.options)
+        site = (web.UnixSite(self._runner, listener.path, ssl_context=tls) if listener.path
+                else web.TCPSite(self._runner, listener.host, listener.port, ssl_context=tls))
         await site.start()
-        log.info("HTTP face on %s", listener)
+        log.info("HTTP face on %s%s", listener, " (TLS)" if tls else "")
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -121,6 +127,14 @@ class HttpFace:
             log.error("calendar feed of %s left out %s", address, left_out.describe())
         return serialize_calendar(export.calendar)
 
+    async def _run_raw(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` in the face's threads within the budget; DeadlineExceeded is the caller's."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._bounded, function, *args)
+
+    def _bounded(self, function: Callable[..., Any], *args: Any) -> Any:
+        with deadline.within(self.budget):
+            return function(*args)
+
     async def _run(self, function: Callable[..., str], *args: Any) -> str:
         return await asyncio.get_running_loop().run_in_executor(self.executor, self._within_budget, function, *args)
 
@@ -131,6 +145,15 @@ class HttpFace:
         except DeadlineExceeded as error:
             log.error("HTTP request stopped: %s", error)
             raise HttpError(503, "this request takes too long; ask for a shorter window") from error
+
+
+def _tls_context(options: HttpOptions) -> ssl.SSLContext | None:
+    """TLS for the face when ``[http] tls_cert`` and ``tls_key`` are set: Basic sign-in from anywhere is then safe."""
+    if not options.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.tls_cert, options.tls_key)
+    return context
 
 
 def _window(query: Any, now: datetime) -> tuple[datetime, datetime]:

@@ -23,6 +23,7 @@ from gateway.core.model import OutgoingMessage, PartStat
 from gateway.service.itip_delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars
+from gateway.store.calendars import Place
 from gateway.store.directory import PrincipalRef
 
 
@@ -40,16 +41,27 @@ def put_event(session: Session, actor: PrincipalRef, text: str, now: datetime, r
 
     Rooms invited answer at once, under the booking ``rules`` (the policy's ``[[room]]``).
     """
-    calendar = object_to_store(text, actor.address)
+    return put_object(session, actor, object_to_store(text, actor.address), now, rules)
+
+
+def put_object(session: Session, actor: PrincipalRef, calendar: Calendar, now: datetime, rules: RoomRules = no_rules,
+               *, place: Place | None = None) -> Change:
+    """``put_event`` for an object already read (``object_to_store``); ``place`` is where a CalDAV client put it."""
     uid = uid_of(components_of(calendar)[0])
     old = calendars.load_object(session, actor.id, uid)
-    return _commit(session, actor, uid, old, calendar, _role_address(actor, calendar), now, rules=rules)
+    return _commit(session, actor, uid, old, calendar, _role_address(actor, calendar), now, rules=rules, place=place)
 
 
-def delete_event(session: Session, actor: PrincipalRef, uid: str, now: datetime) -> Change:
-    """Remove an object from the actor's calendar: attendees are cancelled, or the organizer told."""
+def delete_event(session: Session, actor: PrincipalRef, uid: str, now: datetime, *, notify: bool = True) -> Change:
+    """Remove an object from the actor's calendar: attendees are cancelled, or the organizer told.
+
+    ``notify`` False removes it and tells no one (a CalDAV client's ``Schedule-Reply: F``).
+    """
     old = _existing(session, actor, uid)
     assert old.calendar is not None
+    if not notify:
+        calendars.save_object(session, actor.id, uid, Stored(None, old.state), now)
+        return Change(uid, (), ())
     return _commit(session, actor, uid, old, None, _role_address(actor, old.calendar), now)
 
 
@@ -67,14 +79,14 @@ def reply_event(
 
 def _commit(
     session: Session, actor: PrincipalRef, uid: str, old: Stored, new: Calendar | None, address: str,
-    now: datetime, *, comment: str | None = None, rules: RoomRules = no_rules,
+    now: datetime, *, comment: str | None = None, rules: RoomRules = no_rules, place: Place | None = None,
 ) -> Change:
     """Plan the change from the stored ``old`` to ``new``, store it, and deliver what it requires."""
     try:
         plan = plan_itip(old.calendar, new, address, now, comment=comment)
     except PlanError as error:
         raise EditError(error.reason, error.detail) from error
-    calendars.save_object(session, actor.id, uid, Stored(plan.stored, old.state), now)
+    calendars.save_object(session, actor.id, uid, Stored(plan.stored, old.state), now, place=place)
     applied = deliver(session, plan.messages, now, rules)
     return Change(uid, plan.messages, tuple(applied))
 

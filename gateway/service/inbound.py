@@ -116,6 +116,7 @@ class Intake:
 
 
 MailStep = Callable[[Intake], IntakeResult | None]
+KEPT_IN_INBOX = frozenset({Outcome.APPLIED, Outcome.PROPOSAL, Outcome.UNINVITED})  # lines that keep the message
 
 
 def _bounce(intake: Intake) -> IntakeResult | None:
@@ -299,7 +300,7 @@ def _inbox(step: Delivery) -> Settled | None:
     assert applied is not None
     notes = (applied.detail, message.note, "stored as busy time only" if step.privacy is PrivateEvents.BUSY_ONLY else "",
              "released by the operator" if intake.judge.released else "")
-    keep = message.text if applied.outcome in (Outcome.PROPOSAL, Outcome.UNINVITED) else ""
+    keep = message.text if applied.outcome in KEPT_IN_INBOX else ""  # what a CalDAV client's inbox shows
     line = inbox.InboxRecord(step.route.principal.id, message.method.value, message.uid, intake.sender,
                              applied.outcome, applied.reason, "; ".join(d for d in notes if d), keep, intake.row.id)
     inbox.record(step.session, line, intake.now)

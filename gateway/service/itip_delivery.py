@@ -17,7 +17,7 @@ from gateway.core.calendar.ical import serialize_calendar
 from gateway.core.itip.apply import apply_itip
 from gateway.core.itip.types import ApplyResult, Recipient, Stored
 from gateway.core.mail.replyaddress import token_expiry
-from gateway.core.model import Method, OutgoingMessage
+from gateway.core.model import Method, Outcome, OutgoingMessage
 from gateway.service import rooms
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars, directory, inbox, outbox, replytokens
@@ -87,8 +87,10 @@ def books_itself(principal: PrincipalRef, method: Method, result: ApplyResult) -
 
 
 def _inbox_line(principal: PrincipalRef, message: OutgoingMessage, result: ApplyResult) -> inbox.InboxRecord:
+    kept = serialize_calendar(message.calendar) if result.outcome is Outcome.APPLIED else ""  # the CalDAV inbox's
     return inbox.InboxRecord(
-        principal.id, message.method.value, message.uid, message.sender, result.outcome, result.reason, result.detail
+        principal.id, message.method.value, message.uid, message.sender, result.outcome, result.reason, result.detail,
+        kept,
     )
 
 

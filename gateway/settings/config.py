@@ -17,6 +17,13 @@ from typing import Any
 from gateway.settings.reader import ConfigError as ConfigError
 from gateway.settings.reader import Invalid, Lines, Table, located, read_toml_file
 
+def _network(table: Table, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as error:
+        raise table.invalid(f"trusted_proxies: {text!r} is not an address or network", "trusted_proxies") from error
+
+
 ENV_VAR = "REEFKNOT_CONFIG"
 LOCAL_FILE = "reefknot.toml"
 
@@ -257,6 +264,16 @@ class DkimKey:
 
 
 @dataclass(frozen=True)
+class HttpOptions:
+    """``[http]`` beyond where it listens: TLS, the reverse proxies whose requests count as secure, the CalDAV inbox."""
+
+    tls_cert: str = ""
+    tls_key: str = ""
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    inbox_days: int = 30  # how long an applied message stays in a principal's CalDAV scheduling inbox
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str = "sqlite:///reefknot.db"
     smtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10025),)
@@ -273,6 +290,7 @@ class Config:
     dkim: DkimKey | None = None
     http: Listener = Listener("127.0.0.1", 8025)
     public_url: str = ""
+    http_options: HttpOptions = HttpOptions()
     policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
     trust: TrustOptions = TrustOptions()
     source: str = "built-in defaults"
@@ -363,9 +381,16 @@ class _Reading:
 
     def http(self) -> dict[str, Any]:
         with located(self.path, self.lines, "http"):
-            table = self.section("http", ("listen", "public_url"))
+            table = self.section("http", ("listen", "public_url", "tls_cert", "tls_key", "trusted_proxies",
+                                          "inbox_days"))
+            cert, key = table.text("tls_cert"), table.text("tls_key")
+            if bool(cert) != bool(key):
+                raise table.invalid("tls_cert and tls_key go together", "tls_cert" if not cert else "tls_key")
+            options = HttpOptions(str(self.path.parent / cert) if cert else "", str(self.path.parent / key) if key else "",
+                                  tuple(_network(table, n) for n in table.strings("trusted_proxies")),
+                                  table.whole("inbox_days", 30, 1, 3650))
             return {"http": Listener.parse(table.text("listen", str(self.defaults.http)), "[http] listen"),
-                    "public_url": table.text("public_url")}
+                    "public_url": table.text("public_url"), "http_options": options}
 
     def policy(self) -> dict[str, Any]:
         """``[policy] files``, relative ones to the configuration's directory."""

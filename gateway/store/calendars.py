@@ -7,13 +7,22 @@ two processes applying answers to one object never overwrite each other (SQLite'
 is read, so it also serializes two writers creating the same UID. A UID whose object is
 gone, or was cancelled before it arrived, keeps its ordering state as a tombstone for
 ``TOMBSTONE_LIFETIME``: an older message that arrives meanwhile is stale.
+
+Each object sits in one of its principal's calendars under a resource name: where a
+CalDAV client put it, else in the default calendar under a name made from its UID.
+Every write gives it a new ETag, a Schedule-Tag that changes only when what matters to
+scheduling does (``gateway.core.dav.scheduling``), the bounds of its occurrences, and a
+line in its calendar's change log, so every client syncing the calendar sees it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
@@ -24,9 +33,11 @@ from gateway.core.calendar.ical import (
     sequence_of,
     serialize_calendar,
 )
-from gateway.core.calendar.recurrence import ObjectTimes, read_times
+from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, read_times
+from gateway.core.dav.scheduling import schedule_tag_of
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
+from gateway.store import collections
 from gateway.store.caches import caches_of
 from gateway.store.schema import CalendarObject, OrderingTombstone, Principal
 
@@ -36,7 +47,7 @@ TOMBSTONE_LIFETIME = timedelta(days=90)  # longer than any mail queue keeps retr
 
 
 _TABLE = CalendarObject.__table__
-_SELECT = select(_TABLE.c.id, _TABLE.c.ical, _TABLE.c.state).where(
+_SELECT = select(_TABLE.c.id, _TABLE.c.ical, _TABLE.c.state, _TABLE.c.calendar_id, _TABLE.c.href).where(
     _TABLE.c.principal_id == bindparam("principal_id"), _TABLE.c.uid == bindparam("uid")
 )
 _INSERT = insert(_TABLE).returning(_TABLE.c.id)
@@ -54,15 +65,30 @@ _LOCK_OBJECT = text("SELECT pg_advisory_xact_lock(:principal_id, :uid_key)")
 _LOCK_CALENDAR = select(_PRINCIPALS.c.id).where(_PRINCIPALS.c.id == bindparam("principal_id")).with_for_update()
 _CALENDAR_REVISION = select(_PRINCIPALS.c.calendar_revision).where(_PRINCIPALS.c.id == bindparam("principal_id"))
 _NEW_CALENDAR_REVISION = update(_PRINCIPALS).where(_PRINCIPALS.c.id == bindparam("principal_id"))
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,200}")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an object is: a calendar (by row id) and its resource name in it."""
+
+    calendar_id: int
+    href: str
+
+
+def name_for_uid(uid: str) -> str:
+    """The resource name Reefknot gives an object no client named: its UID when that is a plain name."""
+    return (uid if _PLAIN_NAME.fullmatch(uid) else hashlib.sha1(uid.encode("utf-8", "surrogateescape")).hexdigest()) + ".ics"
 
 
 def load_object(session: Session, principal_id: int, uid: str) -> Stored:
     """The principal's copy of a UID with its applied versions (empty when it has none), locked until commit."""
-    ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
+    ids: dict[tuple[int, str], tuple[int, Place | None] | None] = session.info.setdefault(_ROW_IDS, {})
     if (principal_id, uid) not in ids and _is_postgresql(session):
         session.execute(_LOCK_OBJECT, {"principal_id": principal_id, "uid_key": _lock_key(uid)})
     row = session.execute(_SELECT, {"principal_id": principal_id, "uid": uid}).first()
-    ids[(principal_id, uid)] = row.id if row is not None else None
+    place = Place(row.calendar_id, row.href) if row is not None and row.calendar_id is not None else None
+    ids[(principal_id, uid)] = (row.id, place) if row is not None else None
     if row is not None:
         return Stored(caches_of(session).parse(row.ical), SchedulingState.from_json(row.state))
     state = session.execute(_SELECT_TOMB, {"principal_id": principal_id, "uid": uid}).scalar()
@@ -89,40 +115,81 @@ def _lock_key(uid: str) -> int:
     return zlib.crc32(uid.encode("utf-8", "surrogateescape")) - 2**31
 
 
-def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime) -> None:
-    """Write the principal's copy of a UID (loaded before in this transaction); no components removes it."""
-    ids: dict[tuple[int, str], int | None] = session.info.setdefault(_ROW_IDS, {})
+def place_of(session: Session, principal_id: int, uid: str) -> Place | None:
+    """Where an object loaded in this transaction is (None: it is not stored, or has no place yet)."""
+    ids: dict[tuple[int, str], tuple[int, Place | None] | None] = session.info.get(_ROW_IDS, {})
+    found = ids.get((principal_id, uid))
+    return found[1] if found is not None else None
+
+
+def save_object(session: Session, principal_id: int, uid: str, stored: Stored, now: datetime,
+                *, place: Place | None = None) -> None:
+    """Write the principal's copy of a UID (loaded before in this transaction); no components removes it.
+
+    ``place`` is where a client put it; without one an object stays where it is, and a
+    new one goes to the principal's default calendar.
+    """
+    ids: dict[tuple[int, str], tuple[int, Place | None] | None] = session.info.setdefault(_ROW_IDS, {})
     if (principal_id, uid) not in ids:
         load_object(session, principal_id, uid)
-    row_id = ids[(principal_id, uid)]
+    found = ids[(principal_id, uid)]
+    row_id, old_place = found if found is not None else (None, None)
     components = stored.components
     session.execute(_NEW_CALENDAR_REVISION, {"principal_id": principal_id, "calendar_revision": secrets.randbits(62)})
     if stored.calendar is None or not components:
         if row_id is not None:
             session.execute(_DELETE, {"row_id": row_id})
             ids[(principal_id, uid)] = None
+            if old_place is not None:
+                collections.record_change(session, old_place.calendar_id, old_place.href, now, deleted=True)
         _keep_tombstone(session, principal_id, uid, stored.state, now)
         return
     tombstoned: set[tuple[int, str]] = session.info.setdefault(_TOMBSTONED, set())
     if (principal_id, uid) in tombstoned:
         session.execute(_DELETE_TOMB, {"principal_id": principal_id, "uid": uid})
         tombstoned.discard((principal_id, uid))
+    new_place = place or old_place or _default_place(session, principal_id, uid, now)
+    values, times = _object_values(session, stored, now)
+    values.update(calendar_id=new_place.calendar_id, href=new_place.href)
+    if row_id is None:
+        inserted = session.execute(_INSERT, {"principal_id": principal_id, "uid": uid, **values})
+        row_id = inserted.scalar_one()
+    else:
+        session.execute(_UPDATE, {"row_id": row_id, **values})
+    ids[(principal_id, uid)] = (row_id, new_place)
+    caches_of(session).times.put((row_id, values["revision"]), times)
+    if old_place is not None and old_place != new_place:
+        collections.record_change(session, old_place.calendar_id, old_place.href, now, deleted=True)
+    collections.record_change(session, new_place.calendar_id, new_place.href, now)
+
+
+def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dict[str, object], ObjectTimes]:
+    """The columns of one version of an object: its text, tags and the bounds of its occurrences."""
+    assert stored.calendar is not None
+    components = stored.components
     text = serialize_calendar(stored.calendar)
     caches_of(session).parsed.put(text, stored.calendar)
-    values = {
+    revision = secrets.randbits(62)  # a new name for every version: what the times cache is keyed by
+    times = read_times(stored.calendar)
+    bounded = bool(times.events) and times.end < FOREVER
+    hulled = bool(times.events) and all(c.name == "VEVENT" for c in components)  # a VTODO: every query reads it
+    return {
         "component": components[0].name,
         "organizer": organizer_of(components[0]),
         "sequence": max(sequence_of(c) for c in components),
         "ical": text,
         "state": stored.state.to_json(),
         "updated_at": now,
-        "revision": secrets.randbits(62),  # a new name for every version: what the times cache is keyed by
-    }
-    if row_id is None:
-        inserted = session.execute(_INSERT, {"principal_id": principal_id, "uid": uid, **values})
-        ids[(principal_id, uid)] = inserted.scalar_one()
-    else:
-        session.execute(_UPDATE, {"row_id": row_id, **values})
+        "revision": revision,
+        "etag": f"{revision:x}",
+        "schedule_tag": schedule_tag_of(stored.calendar),
+        "hull_start": times.start if hulled else None,
+        "hull_end": times.end if hulled and bounded else None,
+    }, times
+
+
+def _default_place(session: Session, principal_id: int, uid: str, now: datetime) -> Place:
+    return Place(collections.default_calendar(session, principal_id, now).id, name_for_uid(uid))
 
 
 def _keep_tombstone(session: Session, principal_id: int, uid: str, state: SchedulingState, now: datetime) -> None:

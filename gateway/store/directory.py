@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from gateway.core.addresses import normalize_address
 from gateway.core.model import Kind
 from gateway.store.caches import DirectoryAnswers, caches_of
+from gateway.store import collections
 from gateway.store.schema import Alias, DirectoryRevision, Principal
 
 _VIEW = "reefknot.directory"  # session.info: what this transaction knows of the directory
@@ -94,6 +95,7 @@ def add_principal(
     principal.aliases = [Alias(address=a) for a in others]
     session.add(principal)
     session.flush()
+    collections.default_calendar(session, principal.id, now)
     return _ref(principal)
 
 

@@ -99,9 +99,11 @@ def _default_calendars() -> None:
     calendars = sa.table('calendars', *(sa.column(n) for n in (
         'id', 'principal_id', 'name', 'display_name', 'description', 'color', 'sort_order', 'timezone',
         'transparent', 'components', 'created_at', 'sync_seq', 'pruned_through')))
+    changes = sa.table('calendar_changes', sa.column('calendar_id'), sa.column('href'), sa.column('seq'),
+                       sa.column('deleted'), sa.column('changed_at'))
     objects = sa.table('calendar_objects', sa.column('id'), sa.column('principal_id'), sa.column('uid'),
                        sa.column('calendar_id'), sa.column('href'), sa.column('etag'), sa.column('schedule_tag'),
-                       sa.column('revision'))
+                       sa.column('revision'), sa.column('updated_at'))
     for principal in bind.execute(sa.select(principals)).all():
         calendar_id = bind.execute(sa.insert(calendars).returning(calendars.c.id), {
             'principal_id': principal.id, 'name': 'default', 'display_name': principal.display_name or 'Calendar',
@@ -109,13 +111,16 @@ def _default_calendars() -> None:
             'components': 'VEVENT,VTODO,VJOURNAL', 'created_at': principal.created_at, 'sync_seq': 0,
             'pruned_through': 0,
         }).scalar_one()
-        rows = bind.execute(sa.select(objects.c.id, objects.c.uid, objects.c.revision)
-                            .where(objects.c.principal_id == principal.id)).all()
-        for row in rows:
-            tag = f"{row.revision & 0xFFFFFFFFFFFF:x}"
+        rows = bind.execute(sa.select(objects.c.id, objects.c.uid, objects.c.revision, objects.c.updated_at)
+                            .where(objects.c.principal_id == principal.id).order_by(objects.c.id)).all()
+        for seq, row in enumerate(rows, start=1):
+            tag = f"{row.revision:x}"
             bind.execute(sa.update(objects).where(objects.c.id == row.id), {
                 'calendar_id': calendar_id, 'href': _href(row.uid), 'etag': tag, 'schedule_tag': tag,
             })
+            bind.execute(sa.insert(changes), {'calendar_id': calendar_id, 'href': _href(row.uid), 'seq': seq,
+                                              'deleted': False, 'changed_at': row.updated_at})
+        bind.execute(sa.update(calendars).where(calendars.c.id == calendar_id), {'sync_seq': len(rows)})
 
 
 def downgrade() -> None:

@@ -1,0 +1,522 @@
+"""CalDAV calendar-query filters (RFC 4791 §9.7): the filter tree read from XML and judged against one object.
+
+Time ranges follow §9.9, over the instances ``gateway.core.calendar.recurrence`` expands;
+text matches follow §9.7.5 with the collations of §7.5. Not for choosing what is sent
+back (``calendar_data``), nor for running the REPORT (``gateway.service.caldav``).
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from icalendar import Calendar, Component, Event, vDuration
+
+from gateway.core.calendar.ical import dt_value
+from gateway.core.calendar.instances import recurrence_key_of
+from gateway.core.calendar.recurrence import (
+    FOREVER,
+    Occurrence,
+    instant_of,
+    occurrences,
+    span_of,
+)
+from gateway.core.dav.xml import CALDAV, DavError, qname
+
+DEFAULT_COLLATION = "i;ascii-casemap"  # RFC 4791 §9.7.5
+COLLATIONS = ("i;ascii-casemap", "i;octet", "i;unicode-casemap")  # the CALDAV:supported-collation-set
+TIME_RANGE_COMPONENTS = frozenset({"VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VALARM"})  # §9.9
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)  # a time range without a start
+INVALID_FILTER = "invalid-filter"
+UNSUPPORTED_COLLATION = "unsupported-collation"
+
+_DATED = ("VEVENT", "VTODO", "VJOURNAL")  # what the recurrence engine expands, through a stand-in VEVENT
+_TICK = timedelta(microseconds=1)  # the length an instant is given, so that the engine keeps it
+_EDGE = timedelta(seconds=1)  # around a window, for §9.9's closed ends
+_MAX_REPEATS = 1_000  # VALARM REPEAT values judged
+_STAND_IN = ("UID", "DTSTART", "RECURRENCE-ID", "RRULE", "RDATE", "EXDATE")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A CALDAV:time-range: aware UTC ``start`` (inclusive) and ``end`` (exclusive); None is unbounded."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """Both ends, the unbounded ones as ``EARLIEST`` and ``FOREVER``."""
+        return self.start or EARLIEST, self.end or FOREVER
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    """A CALDAV:text-match: a substring under a collation, or its negation (§9.7.5)."""
+
+    text: str
+    collation: str = DEFAULT_COLLATION
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class ParamFilter:
+    """A CALDAV:param-filter (§9.7.3)."""
+
+    name: str
+    is_not_defined: bool = False
+    text_match: TextMatch | None = None
+
+
+@dataclass(frozen=True)
+class PropFilter:
+    """A CALDAV:prop-filter (§9.7.2)."""
+
+    name: str
+    is_not_defined: bool = False
+    time_range: TimeRange | None = None
+    text_match: TextMatch | None = None
+    param_filters: tuple[ParamFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompFilter:
+    """A CALDAV:comp-filter (§9.7.1); the root of a filter is the one named VCALENDAR."""
+
+    name: str
+    is_not_defined: bool = False
+    time_range: TimeRange | None = None
+    prop_filters: tuple[PropFilter, ...] = ()
+    comp_filters: tuple[CompFilter, ...] = ()
+
+
+# --- reading the XML ------------------------------------------------------------------------
+
+
+def parse_filter(element: Element) -> CompFilter:
+    """The filter tree of a CALDAV:filter element; a malformed one is a 400 with CALDAV:valid-filter.
+
+    An unsupported collation is a 403 with CALDAV:supported-collation (§7.5.1; a failed
+    precondition that will always fail is a 403, §1.3).
+    """
+    if element.tag != qname(CALDAV, "filter"):
+        raise _invalid(f"{element.tag} is not a CALDAV:filter")
+    parts = _parts(element, ("comp-filter",))
+    if len(parts["comp-filter"]) != 1:
+        raise _invalid("a filter holds exactly one comp-filter")
+    root = _parse_comp_filter(parts["comp-filter"][0])
+    if root.name != "VCALENDAR":
+        raise _invalid(f"the outermost comp-filter is {root.name}, not VCALENDAR")
+    return root
+
+
+def read_time_range(element: Element, *, both: bool = False) -> TimeRange:
+    """A time-range-like element's ``start`` and ``end``; ValueError with a detail when they are wrong.
+
+    Each is an iCalendar UTC date-time (``20260105T090000Z``); at least one is given (both,
+    when ``both``), and the start comes before the end.
+    """
+    start, end = (_read_utc(element.get(name), name) for name in ("start", "end"))
+    if start is None and end is None or both and (start is None or end is None):
+        raise ValueError("a time range needs " + ("start and end" if both else "a start or an end"))
+    if start is not None and end is not None and end <= start:
+        raise ValueError("a time range ends after it starts")
+    return TimeRange(start, end)
+
+
+def _read_utc(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{what}={text!r} is not a UTC date-time") from None
+
+
+def _parse_comp_filter(element: Element) -> CompFilter:
+    name = _name_of(element)
+    parts = _parts(element, ("is-not-defined", "time-range", "prop-filter", "comp-filter"))
+    if _not_defined(parts):
+        return CompFilter(name, is_not_defined=True)
+    time_range = _one_time_range(parts)
+    if time_range is not None and name not in TIME_RANGE_COMPONENTS:
+        raise _invalid(f"a time-range on {name}")
+    props = tuple(_parse_prop_filter(e) for e in parts["prop-filter"])
+    return CompFilter(name, False, time_range, props, tuple(_parse_comp_filter(e) for e in parts["comp-filter"]))
+
+
+def _parse_prop_filter(element: Element) -> PropFilter:
+    name = _name_of(element)
+    parts = _parts(element, ("is-not-defined", "time-range", "text-match", "param-filter"))
+    if _not_defined(parts):
+        return PropFilter(name, is_not_defined=True)
+    if parts["time-range"] and parts["text-match"]:
+        raise _invalid(f"prop-filter {name} holds both a time-range and a text-match")
+    params = tuple(_parse_param_filter(e) for e in parts["param-filter"])
+    return PropFilter(name, False, _one_time_range(parts), _one_text_match(parts), params)
+
+
+def _parse_param_filter(element: Element) -> ParamFilter:
+    name = _name_of(element)
+    parts = _parts(element, ("is-not-defined", "text-match"))
+    if _not_defined(parts):
+        return ParamFilter(name, is_not_defined=True)
+    return ParamFilter(name, False, _one_text_match(parts))
+
+
+def _parse_text_match(element: Element) -> TextMatch:
+    collation = element.get("collation", DEFAULT_COLLATION)
+    if collation not in COLLATIONS:
+        raise DavError(403, UNSUPPORTED_COLLATION, collation, condition=qname(CALDAV, "supported-collation"))
+    negate = element.get("negate-condition", "no")
+    if negate not in ("yes", "no"):
+        raise _invalid(f"negate-condition={negate!r}")
+    return TextMatch(element.text or "", collation, negate == "yes")
+
+
+def _parts(element: Element, allowed: tuple[str, ...]) -> dict[str, list[Element]]:
+    """The CALDAV children by local name; elements of other namespaces are ignored (RFC 4918 §17)."""
+    found: dict[str, list[Element]] = {local: [] for local in allowed}
+    prefix = f"{{{CALDAV}}}"
+    for child in element:
+        if not isinstance(child.tag, str) or not child.tag.startswith(prefix):
+            continue
+        local = child.tag[len(prefix):]
+        if local not in found:
+            raise _invalid(f"{local} inside {element.tag[len(prefix):]}")
+        found[local].append(child)
+    return found
+
+
+def _not_defined(parts: dict[str, list[Element]]) -> bool:
+    if not parts["is-not-defined"]:
+        return False
+    if sum(len(elements) for elements in parts.values()) > 1:
+        raise _invalid("is-not-defined stands alone")
+    return True
+
+
+def _one_time_range(parts: dict[str, list[Element]]) -> TimeRange | None:
+    found = parts["time-range"]
+    if len(found) > 1:
+        raise _invalid("more than one time-range")
+    try:
+        return read_time_range(found[0]) if found else None
+    except ValueError as error:
+        raise _invalid(str(error)) from None
+
+
+def _one_text_match(parts: dict[str, list[Element]]) -> TextMatch | None:
+    found = parts["text-match"]
+    if len(found) > 1:
+        raise _invalid("more than one text-match")
+    return _parse_text_match(found[0]) if found else None
+
+
+def _name_of(element: Element) -> str:
+    name = (element.get("name") or "").strip().upper()
+    if not name:
+        raise _invalid(f"{element.tag} without a name")
+    return name
+
+
+def _invalid(detail: str) -> DavError:
+    return DavError(400, INVALID_FILTER, detail, condition=qname(CALDAV, "valid-filter"))
+
+
+def time_range_of(flt: CompFilter) -> TimeRange | None:
+    """The time range a filter puts on the VEVENTs or VTODOs of an object, for a pre-filter by its hull; None when none.
+
+    Every object that matches the filter has an instance there, but a VTODO without
+    dates matches every range (§9.9), so an object whose hull is unknown must pass.
+    """
+    for child in flt.comp_filters:
+        if child.name in ("VEVENT", "VTODO") and child.time_range is not None:
+            return child.time_range
+    return None
+
+
+# --- judging an object ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """One object being judged: its expansions, worked out once per window."""
+
+    calendar: Calendar
+    zone: tzinfo
+    expanded: dict[tuple[str, datetime, datetime], list[Occurrence]] = field(default_factory=dict)
+
+    def instances(self, name: str, lo: datetime, hi: datetime) -> list[Occurrence]:
+        key = (name, lo, hi)
+        if key not in self.expanded:
+            self.expanded[key] = expand_instances(self.calendar, name, lo, hi, self.zone)
+        return self.expanded[key]
+
+
+def matches(calendar: Calendar, flt: CompFilter, default_zone: tzinfo = UTC) -> bool:
+    """True when one stored object passes the filter; floating times and dates are read in ``default_zone``."""
+    if flt.name != calendar.name or flt.is_not_defined:
+        return flt.name != calendar.name and flt.is_not_defined  # VCALENDAR is always there
+    return _component_matches(calendar, flt, _Scope(calendar, default_zone), None)
+
+
+def _component_matches(component: Component, flt: CompFilter, scope: _Scope, parent: Component | None) -> bool:
+    if flt.time_range is not None and not _in_time_range(component, flt.time_range, scope, parent):
+        return False
+    return all(_prop_matches(component, p, scope.zone) for p in flt.prop_filters) and all(
+        _subcomponent_matches(component, c, scope) for c in flt.comp_filters
+    )
+
+
+def _subcomponent_matches(component: Component, flt: CompFilter, scope: _Scope) -> bool:
+    found = [c for c in component.subcomponents if c.name == flt.name]
+    if flt.is_not_defined:
+        return not found
+    return any(_component_matches(c, flt, scope, component) for c in found)
+
+
+def _in_time_range(component: Component, time_range: TimeRange, scope: _Scope, parent: Component | None) -> bool:
+    if component.name in _DATED and parent is scope.calendar:
+        return any(o.component is component for o in _instances_in_range(scope, component.name, time_range))
+    if component.name == "VALARM" and parent is not None:
+        return _alarm_in_range(component, parent, time_range, scope)
+    if component.name == "VFREEBUSY":
+        return _freebusy_in_range(component, time_range, scope.zone)
+    return False
+
+
+# --- instances in a time range (§9.9) -------------------------------------------------------
+
+
+def instances_in_range(
+    calendar: Calendar, name: str, time_range: TimeRange, default_zone: tzinfo = UTC
+) -> list[Occurrence]:
+    """The instances of an object's VEVENTs, VTODOs or VJOURNALs (``name``) that §9.9 puts in the range.
+
+    Each carries the component it comes from; an instant's end is its start.
+    """
+    return _instances_in_range(_Scope(calendar, default_zone), name, time_range)
+
+
+def _instances_in_range(scope: _Scope, name: str, time_range: TimeRange) -> list[Occurrence]:
+    lo, hi = time_range.bounds()
+    found = scope.instances(name, lo - _EDGE, hi + _EDGE)
+    if name != "VTODO":
+        return [o for o in found if _overlaps(o.start, o.end, lo, hi)]
+    kept = [o for o in found if _todo_in_range(o, lo, hi)]
+    undated = (c for c in scope.calendar.subcomponents if c.name == "VTODO" and "DTSTART" not in c)
+    return kept + [o for o in (_undated_todo(c, lo, hi, scope.zone) for c in undated) if o is not None]
+
+
+def expand_instances(calendar: Calendar, name: str, lo: datetime, hi: datetime, zone: tzinfo) -> list[Occurrence]:
+    """Every instance of an object's ``name`` components overlapping [lo, hi), instants included.
+
+    Each component stands in as a VEVENT for the recurrence engine: a VTODO's DUE as its
+    DTEND, an instant with a length of one microsecond, which the engine would drop.
+    """
+    stand_ins = Calendar()
+    sources: dict[int, tuple[Component, bool]] = {}
+    for component in calendar.subcomponents:
+        if component.name == name and "DTSTART" in component:
+            event, instant = _stand_in(component, zone)
+            stand_ins.add_component(event)
+            sources[id(event)] = (component, instant)
+    found = []
+    for o in occurrences(stand_ins, lo, hi, zone) if sources else ():
+        source, instant = sources[id(o.component)]
+        found.append(Occurrence(o.key, o.start, o.start if instant else o.end, source))
+    return found
+
+
+def _stand_in(component: Component, zone: tzinfo) -> tuple[Event, bool]:
+    event = Event()
+    for name in _STAND_IN:
+        if name in component:
+            event[name] = component[name]
+    end = "DUE" if component.name == "VTODO" else "DTEND"
+    if component.name != "VJOURNAL" and end in component:
+        event["DTEND"] = component[end]
+    elif component.name != "VJOURNAL" and "DURATION" in component:
+        event["DURATION"] = component["DURATION"]
+    span = span_of(event, zone)
+    instant = span is not None and span[0] == span[1]
+    if instant:
+        event.pop("DTEND", None)
+        event["DURATION"] = vDuration(_TICK)
+    return event, instant
+
+
+def _overlaps(start: datetime, end: datetime, lo: datetime, hi: datetime) -> bool:
+    """§9.9 for a VEVENT or VJOURNAL: an instant is in [lo, hi); a span overlaps it."""
+    return lo <= start < hi if start == end else lo < end and hi > start
+
+
+def _todo_in_range(todo: Occurrence, lo: datetime, hi: datetime) -> bool:
+    """§9.9 for a VTODO with a DTSTART: its end is DUE, or DTSTART+DURATION."""
+    start, end = todo.start, todo.end
+    if "DUE" in todo.component:
+        return (lo < end or lo <= start) and (hi > start or hi >= end)
+    if "DURATION" in todo.component:
+        return lo <= end and (hi > start or hi >= end)
+    return lo <= start < hi
+
+
+def _undated_todo(todo: Component, lo: datetime, hi: datetime, zone: tzinfo) -> Occurrence | None:
+    """§9.9 for a VTODO without a DTSTART: by DUE, else by COMPLETED and CREATED."""
+    due, done, made = (_instant(todo.get(name), zone) for name in ("DUE", "COMPLETED", "CREATED"))
+    if due is not None:
+        ok = lo < due <= hi
+    elif done is not None and made is not None:
+        ok = (lo <= made or lo <= done) and (hi >= made or hi >= done)
+    elif done is not None:
+        ok = lo <= done <= hi
+    else:
+        ok = made is None or hi > made
+    moment = due or done or made or lo
+    return Occurrence(recurrence_key_of(todo), moment, moment, todo) if ok else None
+
+
+def _alarm_in_range(alarm: Component, parent: Component, time_range: TimeRange, scope: _Scope) -> bool:
+    """§9.9 for a VALARM: some trigger time, repetitions included, is in [lo, hi)."""
+    lo, hi = time_range.bounds()
+    trigger = alarm.get("TRIGGER")
+    value = dt_value(trigger)
+    repeats = _repeats(alarm)
+    if isinstance(value, (datetime, date)):
+        bases = [instant_of(value, scope.zone)]
+    elif isinstance(value, timedelta):
+        from_end = str(getattr(trigger, "params", {}).get("RELATED", "START")).upper() == "END"
+        reach = abs(value) + repeats[-1] + _EDGE
+        bases = [(e if from_end else s) + value for s, e in _parent_spans(parent, lo - reach, hi + reach, scope)]
+    else:
+        return False
+    return any(lo <= base + step < hi for base in bases for step in repeats)
+
+
+def _repeats(alarm: Component) -> list[timedelta]:
+    """The offsets of an alarm's triggers from the first: REPEAT times DURATION (RFC 5545 §3.6.6)."""
+    step = dt_value(alarm.get("DURATION"))
+    try:
+        count = min(int(str(alarm.get("REPEAT", 0))), _MAX_REPEATS)
+    except ValueError:
+        count = 0
+    return [step * n for n in range(count + 1)] if isinstance(step, timedelta) else [timedelta(0)]
+
+
+def _parent_spans(parent: Component, lo: datetime, hi: datetime, scope: _Scope) -> list[tuple[datetime, datetime]]:
+    if parent.name in _DATED and "DTSTART" in parent:
+        return [(o.start, o.end) for o in scope.instances(parent.name, lo, hi) if o.component is parent]
+    due = _instant(parent.get("DUE"), scope.zone)
+    return [(due, due)] if due is not None else []
+
+
+def _freebusy_in_range(freebusy: Component, time_range: TimeRange, zone: tzinfo) -> bool:
+    """§9.9 for a VFREEBUSY: by DTSTART and DTEND, else by its FREEBUSY periods."""
+    lo, hi = time_range.bounds()
+    start, end = _instant(freebusy.get("DTSTART"), zone), _instant(freebusy.get("DTEND"), zone)
+    if start is not None and end is not None:
+        return lo <= end and hi > start
+    for period in (p for prop in _properties(freebusy, "FREEBUSY") for p in _periods(prop)):
+        begin, finish = period
+        if lo < finish and hi > begin:
+            return True
+    return False
+
+
+def _periods(prop: Any) -> list[tuple[datetime, datetime]]:
+    found = []
+    for period in prop if isinstance(prop, list) else [prop]:
+        begin, until = getattr(period, "dt", (None, None))
+        if isinstance(begin, datetime) and isinstance(until, (datetime, timedelta)):
+            begin = begin.astimezone(UTC)
+            found.append((begin, begin + until if isinstance(until, timedelta) else until.astimezone(UTC)))
+    return found
+
+
+def _instant(prop: Any, zone: tzinfo) -> datetime | None:
+    value = dt_value(prop)
+    return instant_of(value, zone) if isinstance(value, (datetime, date)) else None
+
+
+# --- properties, parameters, text -----------------------------------------------------------
+
+
+def _prop_matches(component: Component, flt: PropFilter, zone: tzinfo) -> bool:
+    found = _properties(component, flt.name)
+    if flt.is_not_defined:
+        return not found
+    return any(_one_prop_matches(prop, flt, zone) for prop in found)
+
+
+def _one_prop_matches(prop: Any, flt: PropFilter, zone: tzinfo) -> bool:
+    if flt.time_range is not None and not _value_in_range(prop, flt.time_range, zone):
+        return False
+    if flt.text_match is not None and not match_text([text_of(prop)], flt.text_match):
+        return False
+    return all(_param_matches(prop, p) for p in flt.param_filters)
+
+
+def _value_in_range(prop: Any, time_range: TimeRange, zone: tzinfo) -> bool:
+    """A date-time value is an instant in the range; a date is the day it names, in ``zone``."""
+    lo, hi = time_range.bounds()
+    value = dt_value(prop)
+    if isinstance(value, datetime):
+        return lo <= instant_of(value, zone) < hi
+    if isinstance(value, date):
+        return lo < instant_of(value + timedelta(days=1), zone) and hi > instant_of(value, zone)
+    return False
+
+
+def _param_matches(prop: Any, flt: ParamFilter) -> bool:
+    value = getattr(prop, "params", {}).get(flt.name)
+    if flt.is_not_defined or value is None:
+        return flt.is_not_defined and value is None
+    if flt.text_match is None:
+        return True
+    return match_text([str(v) for v in (value if isinstance(value, list) else [value])], flt.text_match)
+
+
+def _properties(component: Component, name: str) -> list[Any]:
+    value = component.get(name)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def text_of(prop: Any) -> str:
+    """A property's value as text-match sees it: text unescaped, anything else as iCalendar writes it."""
+    if isinstance(prop, str):
+        return str(prop)
+    categories = getattr(prop, "cats", None)
+    if categories is not None:
+        return ",".join(str(c) for c in categories)
+    try:
+        written = prop.to_ical()
+    except (AttributeError, TypeError, ValueError):  # not a property icalendar can write
+        return str(prop)
+    return written.decode("utf-8", "replace") if isinstance(written, bytes) else str(written)
+
+
+def match_text(values: list[str], text_match: TextMatch) -> bool:
+    """True when one of ``values`` holds the substring under its collation, or, negated, none does."""
+    fold = _FOLDS[text_match.collation]
+    wanted = fold(text_match.text)
+    return any(wanted in fold(v) for v in values) != text_match.negate
+
+
+def _fold_ascii(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def _fold_unicode(text: str) -> str:
+    """RFC 5051's i;unicode-casemap, as near as Python's case folding and NFKD bring it."""
+    return unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+
+
+_FOLDS: dict[str, Callable[[str], str]] = {"i;octet": str, "i;ascii-casemap": _fold_ascii, "i;unicode-casemap": _fold_unicode}
