@@ -109,13 +109,8 @@ class CalDavFace:
         return actor
 
     def _secure(self, request: web.Request, peer: str) -> bool:
-        if request.secure and request.transport is not None and request.transport.get_extra_info("sslcontext"):
-            return True
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return peer == "unix"  # a unix socket: only this machine reaches it
-        return address.is_loopback or any(address in network for network in self.options.trusted_proxies)
+        tls = request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
+        return may_sign_in(peer, tls, self.options.trusted_proxies)
 
     # --- methods ----------------------------------------------------------------------------
 
@@ -213,6 +208,19 @@ class CalDavFace:
         await answer.write("".join(piece).encode())
         await answer.write_eof()
         return answer
+
+
+def may_sign_in(peer: str, tls: bool, proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Whether a password may be sent on this connection: over TLS, from this machine, or via a trusted proxy."""
+    if tls or peer == "unix":  # a unix socket: only this machine reaches it
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or any(address in network for network in proxies)
 
 
 def _dav_headers() -> dict[str, str]:

@@ -157,22 +157,30 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
     else:
         session.execute(_UPDATE, {"row_id": row_id, **values})
     ids[(principal_id, uid)] = (row_id, new_place)
-    caches_of(session).times.put((row_id, values["revision"]), times)
+    if times is not None:
+        caches_of(session).times.put((row_id, values["revision"]), times)
     if old_place is not None and old_place != new_place:
         collections.record_change(session, old_place.calendar_id, old_place.href, now, deleted=True)
     collections.record_change(session, new_place.calendar_id, new_place.href, now)
 
 
-def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dict[str, object], ObjectTimes]:
-    """The columns of one version of an object: its text, tags and the bounds of its occurrences."""
+def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dict[str, object], ObjectTimes | None]:
+    """The columns of one version of an object: its text, tags and the bounds of its occurrences.
+
+    An object whose times cannot be read (a value no reader can use) gets no hull, so
+    every time-range query reads it, and a Schedule-Tag that changes with every version.
+    """
     assert stored.calendar is not None
     components = stored.components
     text = serialize_calendar(stored.calendar)
     caches_of(session).parsed.put(text, stored.calendar)
     revision = secrets.randbits(62)  # a new name for every version: what the times cache is keyed by
-    times = read_times(stored.calendar)
-    bounded = bool(times.events) and times.end < FOREVER
-    hulled = bool(times.events) and all(c.name == "VEVENT" for c in components)  # a VTODO: every query reads it
+    try:
+        times: ObjectTimes | None = read_times(stored.calendar)
+        schedule_tag = schedule_tag_of(stored.calendar)
+    except ValueError:
+        times, schedule_tag = None, f"{revision:x}"
+    hulled = times is not None and bool(times.events) and all(c.name == "VEVENT" for c in components)
     return {
         "component": components[0].name,
         "organizer": organizer_of(components[0]),
@@ -182,9 +190,9 @@ def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dic
         "updated_at": now,
         "revision": revision,
         "etag": f"{revision:x}",
-        "schedule_tag": schedule_tag_of(stored.calendar),
-        "hull_start": times.start if hulled else None,
-        "hull_end": times.end if hulled and bounded else None,
+        "schedule_tag": schedule_tag,
+        "hull_start": times.start if hulled and times else None,
+        "hull_end": times.end if hulled and times and times.end < FOREVER else None,
     }, times
 
 

@@ -112,7 +112,12 @@ def remove_calendar(session: Session, calendar_id: int) -> None:
 
 
 def record_change(session: Session, calendar_id: int, href: str, now: datetime, *, deleted: bool = False) -> int:
-    """Note that a member changed (or is gone); returns the calendar's new change count."""
+    """Note that a member changed (or is gone); returns the calendar's new change count.
+
+    A deletion also forgets the calendar's deletions older than ``TOMBSTONE_DAYS``.
+    """
+    if deleted:
+        prune_tombstones(session, now, calendar_id=calendar_id)
     seq = session.execute(_BUMP, {"bump_id": calendar_id}).scalar_one()
     values = {"seq": seq, "deleted": deleted, "changed_at": now}
     updated = session.execute(_SET_CHANGE, {"change_calendar": calendar_id, "change_href": href, **values})
@@ -136,10 +141,13 @@ def count_changes_since(session: Session, calendar_id: int, seq: int) -> int:
     return int(session.scalar(query) or 0)
 
 
-def prune_tombstones(session: Session, now: datetime, days: int = TOMBSTONE_DAYS) -> int:
-    """Forget deleted members older than ``days``; tokens older than what was forgotten are refused from then on."""
+def prune_tombstones(session: Session, now: datetime, days: int = TOMBSTONE_DAYS, *,
+                     calendar_id: int | None = None) -> int:
+    """Forget deleted members older than ``days`` (of one calendar, or all); older tokens are refused from then on."""
     cutoff = now - timedelta(days=days)
     old = (_CHANGES.c.deleted.is_(True)) & (_CHANGES.c.changed_at < cutoff)
+    if calendar_id is not None:
+        old = old & (_CHANGES.c.calendar_id == calendar_id)
     marks = session.execute(select(_CHANGES.c.calendar_id, func.max(_CHANGES.c.seq)).where(old)
                             .group_by(_CHANGES.c.calendar_id)).all()
     for calendar_id, seq in marks:

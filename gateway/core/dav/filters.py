@@ -38,6 +38,7 @@ UNSUPPORTED_COLLATION = "unsupported-collation"
 _DATED = ("VEVENT", "VTODO", "VJOURNAL")  # what the recurrence engine expands, through a stand-in VEVENT
 _TICK = timedelta(microseconds=1)  # the length an instant is given, so that the engine keeps it
 _EDGE = timedelta(seconds=1)  # around a window, for §9.9's closed ends
+_PROBE = timedelta(days=366)  # the first try of a range open at the end
 _MAX_REPEATS = 1_000  # VALARM REPEAT values judged
 _STAND_IN = ("UID", "DTSTART", "RECURRENCE-ID", "RRULE", "RDATE", "EXDATE")
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -202,20 +203,22 @@ def _not_defined(parts: dict[str, list[Element]]) -> bool:
 
 
 def _one_time_range(parts: dict[str, list[Element]]) -> TimeRange | None:
-    found = parts["time-range"]
-    if len(found) > 1:
-        raise _invalid("more than one time-range")
+    found = _at_most_one(parts, "time-range")
     try:
-        return read_time_range(found[0]) if found else None
+        return read_time_range(found) if found is not None else None
     except ValueError as error:
         raise _invalid(str(error)) from None
 
 
 def _one_text_match(parts: dict[str, list[Element]]) -> TextMatch | None:
-    found = parts["text-match"]
-    if len(found) > 1:
-        raise _invalid("more than one text-match")
-    return _parse_text_match(found[0]) if found else None
+    found = _at_most_one(parts, "text-match")
+    return _parse_text_match(found) if found is not None else None
+
+
+def _at_most_one(parts: dict[str, list[Element]], local: str) -> Element | None:
+    if len(parts[local]) > 1:
+        raise _invalid(f"more than one {local}")
+    return parts[local][0] if parts[local] else None
 
 
 def _name_of(element: Element) -> str:
@@ -283,7 +286,7 @@ def _subcomponent_matches(component: Component, flt: CompFilter, scope: _Scope) 
 
 def _in_time_range(component: Component, time_range: TimeRange, scope: _Scope, parent: Component | None) -> bool:
     if component.name in _DATED and parent is scope.calendar:
-        return any(o.component is component for o in _instances_in_range(scope, component.name, time_range))
+        return _has_instance(component, time_range, scope)
     if component.name == "VALARM" and parent is not None:
         return _alarm_in_range(component, parent, time_range, scope)
     if component.name == "VFREEBUSY":
@@ -292,6 +295,19 @@ def _in_time_range(component: Component, time_range: TimeRange, scope: _Scope, p
 
 
 # --- instances in a time range (§9.9) -------------------------------------------------------
+
+
+def _has_instance(component: Component, time_range: TimeRange, scope: _Scope) -> bool:
+    """True when §9.9 puts an instance of the component in the range.
+
+    A range open at the end (DAVx5 asks from a date on) is tried for its first year
+    first, which is enough for a series still running: an endless one would otherwise be
+    expanded to its cap. Each rule only widens with the end, so the shorter try is sound.
+    """
+    windows = [time_range]
+    if time_range.start is not None and time_range.end is None:
+        windows.insert(0, TimeRange(time_range.start, time_range.start + _PROBE))
+    return any(any(o.component is component for o in _instances_in_range(scope, str(component.name), w)) for w in windows)
 
 
 def instances_in_range(
@@ -422,21 +438,9 @@ def _freebusy_in_range(freebusy: Component, time_range: TimeRange, zone: tzinfo)
     start, end = _instant(freebusy.get("DTSTART"), zone), _instant(freebusy.get("DTEND"), zone)
     if start is not None and end is not None:
         return lo <= end and hi > start
-    for period in (p for prop in _properties(freebusy, "FREEBUSY") for p in _periods(prop)):
-        begin, finish = period
-        if lo < finish and hi > begin:
-            return True
-    return False
-
-
-def _periods(prop: Any) -> list[tuple[datetime, datetime]]:
-    found = []
-    for period in prop if isinstance(prop, list) else [prop]:
-        begin, until = getattr(period, "dt", (None, None))
-        if isinstance(begin, datetime) and isinstance(until, (datetime, timedelta)):
-            begin = begin.astimezone(UTC)
-            found.append((begin, begin + until if isinstance(until, timedelta) else until.astimezone(UTC)))
-    return found
+    periods = (getattr(p, "dt", (None, None)) for p in _properties(freebusy, "FREEBUSY"))
+    return any(lo < (begin + until if isinstance(until, timedelta) else until) and hi > begin
+               for begin, until in periods if isinstance(begin, datetime) and isinstance(until, (datetime, timedelta)))
 
 
 def _instant(prop: Any, zone: tzinfo) -> datetime | None:

@@ -7,6 +7,7 @@ REPORT is a 403 with ``DAV:supported-report``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
@@ -140,7 +141,7 @@ Report = Multiget | Query | FreeBusyQuery | SyncCollection
 def read_report(root: Element | None) -> Report:
     if root is None:
         raise bad_request("REPORT needs a body")
-    readers = {
+    readers: dict[str, Callable[[Element], Report]] = {
         qname(CALDAV, "calendar-multiget"): _multiget,
         qname(CALDAV, "calendar-query"): _query,
         qname(CALDAV, "free-busy-query"): _free_busy,

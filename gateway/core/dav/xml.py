@@ -52,7 +52,7 @@ def parse_body(body: bytes) -> Element | None:
     if not body.strip():
         return None
     try:
-        root = safe_xml.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = safe_xml.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as error:
         raise bad_request(f"refused XML: {type(error).__name__}") from error
     except ParseError as error:

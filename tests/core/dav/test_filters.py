@@ -162,8 +162,8 @@ def vcal(inner: str) -> str:
 MALFORMED = {
     "not-a-filter": (f'<C:comp-filter {CAL} name="VCALENDAR"/>', "valid-filter"),
     "no-comp-filter": (f"<C:filter {CAL}/>", "valid-filter"),
-    "two-comp-filters": (f'<C:filter {CAL}><C:comp-filter name="VCALENDAR"/><C:comp-filter name="VCALENDAR"/>'
-                         "</C:filter>", "valid-filter"),
+    "two-comp-filters": (f'<C:filter {CAL}><C:comp-filter name="VCALENDAR"/><C:comp-filter name="VCALENDAR"/></C:filter>',
+                         "valid-filter"),
     "outermost-not-vcalendar": (f'<C:filter {CAL}><C:comp-filter name="VEVENT"/></C:filter>', "valid-filter"),
     "comp-filter-without-name": (vcal("<C:comp-filter/>"), "valid-filter"),
     "time-range-without-bounds": (vcal('<C:comp-filter name="VEVENT"><C:time-range/></C:comp-filter>'),
@@ -342,6 +342,9 @@ ALL_DAY_NO_END = calendar(vevent("DTSTART;VALUE=DATE:20260310"))
 FLOATING = calendar(vevent("DTSTART:20260310T090000", "DTEND:20260310T100000"))
 INSTANT = calendar(vevent("DTSTART:20260310T090000Z"))
 INSTANT_BY_DTEND = calendar(vevent("DTSTART:20260310T090000Z", "DTEND:20260310T090000Z"))
+FAR_AHEAD = calendar(vevent("DTSTART:20300310T090000Z", "DTEND:20300310T100000Z"))
+YEARLY_SKIPPING = calendar(vevent("DTSTART:20260101T090000Z", "DTEND:20260101T100000Z", "RRULE:FREQ=YEARLY;COUNT=3",
+                                  "EXDATE:20270101T090000Z"))
 DAILY_INSTANT = calendar(vevent("DTSTART:20260310T090000Z", "DURATION:PT0S", "RRULE:FREQ=DAILY;COUNT=3"))
 
 ZONED_CASES = {
@@ -355,6 +358,9 @@ ZONED_CASES = {
     "instant-at-the-range-start": (INSTANT, UTC, span("20260310T090000", "20260310T093000"), True),
     "instant-at-the-range-end": (INSTANT, UTC, span("20260310T080000", "20260310T090000"), False),
     "instant-by-dtend-at-the-start": (INSTANT_BY_DTEND, UTC, span("20260310T090000", "20260310T093000"), True),
+    "open-end-years-ahead": (FAR_AHEAD, UTC, span("20260101T000000", None), True),
+    "open-end-past-a-skipped-year": (YEARLY_SKIPPING, UTC, span("20260601T000000", None), True),
+    "open-end-after-the-series": (YEARLY_SKIPPING, UTC, span("20280101T100000", None), False),
     "recurring-instant-on-day-three": (DAILY_INSTANT, UTC, span("20260312T090000", "20260312T090001"), True),
     "recurring-instant-not-day-four": (DAILY_INSTANT, UTC, span("20260313T000000", None), False),
 }
@@ -434,6 +440,9 @@ OTHER_CASES = {
                                        "END:VFREEBUSY"), "VFREEBUSY", span("20260310T120000", "20260310T130000"), True),
     "freebusy-by-its-periods": (calendar("BEGIN:VFREEBUSY\nUID:fb\nFREEBUSY:20260310T090000Z/PT1H\nEND:VFREEBUSY"),
                                 "VFREEBUSY", span("20260310T100000", "20260310T110000"), False),
+    "freebusy-by-a-later-period": (calendar("BEGIN:VFREEBUSY\nUID:fb\nFREEBUSY:20260310T090000Z/PT1H,"
+                                            "20260310T120000Z/20260310T130000Z\nEND:VFREEBUSY"),
+                                   "VFREEBUSY", span("20260310T123000", "20260310T124500"), True),
 }
 
 
