@@ -19,10 +19,11 @@ from gateway.core.calendar.ical import components_of, uid_of
 from gateway.core.itip.edits import EditError, answered, object_to_store, role_address
 from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
-from gateway.core.model import OutgoingMessage, PartStat
+from gateway.core.itip.schedulestatus import ScheduleStatus, set_schedule_status
+from gateway.core.model import Method, OutgoingMessage, PartStat
 from gateway.service.itip_delivery import Applied, deliver
 from gateway.service.rooms import RoomRules, no_rules
-from gateway.store import calendars
+from gateway.store import calendars, directory
 from gateway.store.calendars import Place
 from gateway.store.directory import PrincipalRef
 
@@ -86,9 +87,27 @@ def _commit(
         plan = plan_itip(old.calendar, new, address, now, comment=comment)
     except PlanError as error:
         raise EditError(error.reason, error.detail) from error
-    calendars.save_object(session, actor.id, uid, Stored(plan.stored, old.state), now, place=place)
+    stored = _delivered_locally(session, plan.stored, plan.messages, address)
+    calendars.save_object(session, actor.id, uid, Stored(stored, old.state), now, place=place)
     applied = deliver(session, plan.messages, now, rules)
     return Change(uid, plan.messages, tuple(applied))
+
+
+def _delivered_locally(session: Session, stored: Calendar | None, messages: tuple[OutgoingMessage, ...],
+                       organizer: str) -> Calendar | None:
+    """The organizer's copy with SCHEDULE-STATUS 1.2 for each local attendee it just invited (RFC 6638 §3.2.9).
+
+    Outside attendees get theirs from the delivery attempts (1.1, 5.1, 3.7).
+    """
+    if stored is None:
+        return None
+    for message in messages:
+        if message.sender != organizer or message.method not in (Method.REQUEST, Method.ADD):
+            continue
+        for recipient in message.recipients:
+            if directory.resolve(session, recipient) is not None:
+                stored = set_schedule_status(stored, recipient, ScheduleStatus.DELIVERED)
+    return stored
 
 
 def _existing(session: Session, actor: PrincipalRef, uid: str) -> Stored:

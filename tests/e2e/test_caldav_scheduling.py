@@ -69,6 +69,13 @@ def partstat_in(text: str, attendee: str) -> str:
     return partstat_of(prop)
 
 
+def schedule_status_in(text: str, attendee: str) -> str:
+    (component,) = components_of(parse_calendar(text))
+    prop = find_attendee(component, attendee)
+    assert prop is not None
+    return str(prop.params.get("SCHEDULE-STATUS", ""))
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,6 +116,7 @@ def reply_of(request: str, attendee: str, partstat: str) -> str:
 def test_alice_invites_bob_whose_client_sees_it_and_whose_acceptance_alice_sees(site: CalDavSite) -> None:
     put = site.request("PUT", calendar_path(ALICE, "review.ics"), meeting("s1", BOB))
     assert put.status == 201 and "schedule-tag" in put.headers
+    assert schedule_status_in(site.request("GET", calendar_path(ALICE, "review.ics")).body, BOB) == "1.2"
     (bobs,) = members(site, BOB).values()
     assert partstat_in(bobs, BOB) == "NEEDS-ACTION"
     inbox = site.request("PROPFIND", f"/dav/calendars/{BOB}/inbox/", user=BOB, headers={"Depth": "1"})
@@ -155,6 +163,7 @@ def test_carol_at_another_server_gets_imip_and_her_mailed_reply_reaches_alices_c
     (sent,) = site.mail_to(CAROL)
     method, text = calendar_mail(sent)
     assert method == "REQUEST" and "SCHEDULE-AGENT" not in text
+    wait_until(lambda: schedule_status_in(site.request("GET", path).body, CAROL) == "1.1")
     sync = f'<D:sync-collection {NS}><D:sync-token/><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop>' \
            '</D:sync-collection>'
     token = parse_body(site.request("REPORT", calendar_path(ALICE), sync).body.encode()).findtext("{DAV:}sync-token")

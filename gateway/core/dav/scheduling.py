@@ -1,35 +1,29 @@
-"""Server-side scheduling rules of CalDAV (RFC 6638 §3.2, §7): Schedule-Tag, attendee changes, SCHEDULE-* parameters.
+"""Server-side scheduling rules of CalDAV (RFC 6638 §3.2): the Schedule-Tag, and what an attendee may change.
 
-Pure: takes stored and new objects, returns verdicts and copies; never mutates its
-inputs. Not for: which iTIP messages a change needs (``gateway.core.itip.plan``), nor
-HTTP preconditions and headers (the CalDAV service and edge).
+Pure: takes stored and new objects, returns verdicts; never mutates its inputs. Not
+for: which iTIP messages a change needs, SCHEDULE-AGENT, SCHEDULE-FORCE-SEND and
+SCHEDULE-STATUS (``gateway.core.itip``), nor HTTP preconditions (the CalDAV service).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 
 from icalendar import Calendar, Component
 from icalendar.prop import vRecur
 
 from gateway.core.addresses import normalize_address
 from gateway.core.calendar.ical import (
-    attendee_properties,
     components_of,
-    copy_calendar,
-    copy_component,
     dt_value,
-    find_attendee,
     sequence_of,
     start_of,
 )
 from gateway.core.calendar.instances import (
     MASTER,
-    date_values,
     exdate_keys,
     instance_key,
     override_from_master,
@@ -40,39 +34,7 @@ from gateway.core.itip.resource import (
     SCHEDULE_FORCE_SEND,
     SCHEDULE_STATUS,
     SCHEDULING_PARAMETERS,
-    set_partstat,
-    strip_parameters,
 )
-from gateway.core.model import PartStat
-
-
-class ScheduleStatusCode(StrEnum):
-    """SCHEDULE-STATUS values on an organizer's ATTENDEE (RFC 6638 §3.2.9)."""
-
-    PENDING = "1.0"  # delivery not yet attempted
-    SENT = "1.1"  # handed on; arrival unknown (store and forward, iMIP)
-    DELIVERED = "1.2"  # delivered to the recipient's scheduling inbox
-    SUCCESS = "2.0"  # an attendee's REPLY was processed
-    INVALID_USER = "3.7"  # the address is not a valid calendar user
-    NO_PRIVILEGES = "3.8"  # insufficient privileges to schedule the recipient
-    NOT_DELIVERED = "5.1"  # delivery could not be completed; likely temporary
-    NO_TRANSPORT = "5.2"  # no way to deliver was found; likely permanent
-    REJECTED = "5.3"  # scheduling with that recipient is not allowed
-
-
-class ScheduleAgent(StrEnum):
-    """Who schedules for an ORGANIZER or ATTENDEE (RFC 6638 §7.1)."""
-
-    SERVER = "SERVER"
-    CLIENT = "CLIENT"
-    NONE = "NONE"
-
-
-class ForceSend(StrEnum):
-    """What SCHEDULE-FORCE-SEND asks for (RFC 6638 §7.2)."""
-
-    REQUEST = "REQUEST"
-    REPLY = "REPLY"
 
 
 View = dict[str, frozenset[str]]  # a component as comparable facts: entry name -> canonical values
@@ -161,6 +123,11 @@ def attendee_change_refusal(old: Calendar, new: Calendar, attendee: str) -> str 
     return None
 
 
+def _old_instance(before: dict[str, Component], key: str) -> Component | None:
+    """The stored override, else the instance as the stored master has it."""
+    return before.get(key) or override_from_master(before.get(MASTER), key)
+
+
 def _instance_refusal(before: dict[str, Component], key: str, component: Component, lens: _Lens) -> str | None:
     base = _old_instance(before, key)
     where = _where(key)
@@ -183,126 +150,6 @@ def _view_difference(old: View, new: View, where: str) -> str | None:
 
 def _where(key: str) -> str:
     return "master" if key == MASTER else f"instance {key}"
-
-
-def exdates_as_declines(old: Calendar, new: Calendar, attendee: str) -> Calendar:
-    """A copy of ``new`` where the instances the attendee excluded stay, declined (RFC 6638 §3.2.2.1).
-
-    Each EXDATE added to the master for an instance that named the attendee is removed
-    again, and the instance gets an override (the stored one, else the master's) with
-    the attendee DECLINED, so that the organizer's copy keeps the instance and learns
-    the decline. EXDATEs for anything else are left as they are.
-    """
-    address = normalize_address(attendee) or attendee.strip().lower()
-    declined = copy_calendar(new)
-    before, after = _by_instance(old), _by_instance(declined)
-    master, old_master = after.get(MASTER), before.get(MASTER)
-    if master is None or old_master is None:
-        return declined
-    added = exdate_keys(master) - exdate_keys(old_master)
-    restored = sorted(k for k in added if _names_attendee(_old_instance(before, k), address))
-    _remove_exdates(master, set(restored))
-    for key in restored:
-        override = after.get(key) or _new_override(before, master, key)
-        if override is None:
-            continue
-        _decline(override, address)
-        if key not in after:
-            declined.add_component(override)
-    return declined
-
-
-def _old_instance(before: dict[str, Component], key: str) -> Component | None:
-    """The stored override, else the instance as the stored master has it."""
-    return before.get(key) or override_from_master(before.get(MASTER), key)
-
-
-def _names_attendee(component: Component | None, address: str) -> bool:
-    return component is not None and find_attendee(component, address) is not None
-
-
-def _new_override(before: dict[str, Component], master: Component, key: str) -> Component | None:
-    """The organizer's own override when there was one (its time may differ), else the master's instance."""
-    stored = before.get(key)
-    return copy_component(stored) if stored is not None else override_from_master(master, key)
-
-
-def _remove_exdates(master: Component, keys: set[str]) -> None:
-    kept = [v for v in date_values(master, "EXDATE") if instance_key(v) not in keys]
-    master.pop("EXDATE", None)
-    for value in kept:
-        master.add("EXDATE", value)
-
-
-def _decline(component: Component, address: str) -> None:
-    prop = find_attendee(component, address)
-    if prop is not None:
-        set_partstat(prop, PartStat.DECLINED.value)
-        for name in ("RSVP", "DELEGATED-TO"):
-            prop.params.pop(name, None)
-
-
-def agent_of(prop: object) -> str:
-    """SCHEDULE-AGENT of an ORGANIZER or ATTENDEE, upper-cased; SERVER when absent or empty (RFC 6638 §7.1)."""
-    params = getattr(prop, "params", {})
-    return str(params.get(SCHEDULE_AGENT, "")).strip().upper() or ScheduleAgent.SERVER.value
-
-
-def not_server_scheduled(calendar: Calendar) -> frozenset[str]:
-    """Addresses of ORGANIZER and ATTENDEEs the server must send nothing to (RFC 6638 §7.1).
-
-    Any SCHEDULE-AGENT but SERVER, in any component; a value the RFC does not define
-    counts as "not the server" too (this project's choice: sending is what cannot be undone).
-    """
-    return frozenset(
-        address
-        for prop in _address_properties(calendar)
-        if agent_of(prop) != ScheduleAgent.SERVER and (address := normalize_address(prop)) is not None
-    )
-
-
-def forced_sends(calendar: Calendar) -> dict[str, str]:
-    """Address -> REQUEST or REPLY, from SCHEDULE-FORCE-SEND on ATTENDEE and ORGANIZER (RFC 6638 §7.2).
-
-    Values the RFC does not define are left out.
-    """
-    found: dict[str, str] = {}
-    for prop in _address_properties(calendar):
-        value = str(getattr(prop, "params", {}).get(SCHEDULE_FORCE_SEND, "")).strip().upper()
-        address = normalize_address(prop)
-        if address is not None and value in ForceSend.__members__:
-            found[address] = value
-    return found
-
-
-def _address_properties(calendar: Calendar) -> Iterator[object]:
-    for component in components_of(calendar):
-        if component.get("ORGANIZER") is not None:
-            yield component.get("ORGANIZER")
-        yield from attendee_properties(component)
-
-
-def without_schedule_params(calendar: Calendar) -> Calendar:
-    """A copy without SCHEDULE-AGENT, SCHEDULE-STATUS, SCHEDULE-FORCE-SEND on ORGANIZER and ATTENDEE.
-
-    They are CalDAV-internal and never go out in an iTIP message (RFC 6638 §7.1-7.3).
-    """
-    stripped = copy_calendar(calendar)
-    for component in components_of(stripped):
-        strip_parameters(component)
-    return stripped
-
-
-def with_schedule_status(calendar: Calendar, statuses: Mapping[str, str]) -> Calendar:
-    """A copy with SCHEDULE-STATUS set on each ATTENDEE named in ``statuses``, in every component (RFC 6638 §3.2.9)."""
-    wanted = {(normalize_address(a) or a.strip().lower()): str(code) for a, code in statuses.items()}
-    stamped = copy_calendar(calendar)
-    for component in components_of(stamped):
-        for prop in attendee_properties(component):
-            code = wanted.get(normalize_address(prop) or "")
-            if code is not None:
-                prop.params[SCHEDULE_STATUS] = code
-    return stamped
 
 
 def _view_of(component: Component, lens: _Lens) -> View:

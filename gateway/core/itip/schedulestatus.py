@@ -15,9 +15,10 @@ from gateway.core.itip.resource import SCHEDULE_STATUS
 
 
 class ScheduleStatus(StrEnum):
-    """The RFC 6638 §3.2.9 codes an iMIP delivery can end in."""
+    """The RFC 6638 §3.2.9 codes a delivery can end in."""
 
     SENT = "1.1"  # handed to mail; whether it arrived is unknown (store and forward)
+    DELIVERED = "1.2"  # in a local principal's calendar and inbox
     INVALID_USER = "3.7"  # the recipient's address was refused as not existing
     NOT_DELIVERED = "5.1"  # delivery could not be completed
 

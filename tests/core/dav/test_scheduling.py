@@ -8,25 +8,12 @@ import pytest
 from icalendar import Calendar
 
 from gateway.core.calendar.ical import (
-    attendee_properties,
-    components_of,
-    find_attendee,
     parse_calendar,
-    partstat_of,
     serialize_calendar,
-    start_of,
 )
-from gateway.core.calendar.instances import exdate_keys, instance_key, recurrence_key_of
 from gateway.core.dav.scheduling import (
-    ScheduleStatusCode,
-    agent_of,
     attendee_change_refusal,
-    exdates_as_declines,
-    forced_sends,
-    not_server_scheduled,
     schedule_tag_of,
-    with_schedule_status,
-    without_schedule_params,
 )
 from gateway.core.itip.replies import apply_reply
 from gateway.core.itip.types import Recipient, Stored
@@ -275,142 +262,3 @@ def test_attendee_may_change(old: str, new: str, attendee: str) -> None:
 @pytest.mark.parametrize(("old", "new", "attendee", "detail"), REFUSED)
 def test_attendee_may_not_change(old: str, new: str, attendee: str, detail: str) -> None:
     assert attendee_change_refusal(read(old), read(new), attendee) == detail
-
-
-# --- EXDATEs as declines ------------------------------------------------------------------
-
-DECLINES = [
-    pytest.param(
-        BASE, in_master("SEQUENCE:0", f"SEQUENCE:0\nEXDATE:{SECOND}"),
-        set(), {SECOND: ("DECLINED", "20240115T090000Z")}, id="exdate-becomes-a-declined-instance",
-    ),
-    pytest.param(
-        in_master("SEQUENCE:0", "SEQUENCE:0\nEXDATE:20240129T090000Z"),
-        in_master("SEQUENCE:0", f"SEQUENCE:0\nEXDATE:20240129T090000Z,{SECOND}"),
-        {"20240129T090000Z"}, {SECOND: ("DECLINED", "20240115T090000Z")}, id="organizers-own-exdate-kept",
-    ),
-    pytest.param(
-        WITH_MOVED, wrap(edit(MASTER, ("SEQUENCE:0", f"SEQUENCE:0\nEXDATE:{SECOND}"))),
-        set(), {SECOND: ("DECLINED", "20240115T110000Z")}, id="moved-instance-keeps-its-time",
-    ),
-    pytest.param(
-        wrap(MASTER, edit(OVERRIDE, (BOB_LINE + "\n", ""))),
-        wrap(edit(MASTER, ("SEQUENCE:0", f"SEQUENCE:0\nEXDATE:{SECOND}"))),
-        {SECOND}, {}, id="instance-not-naming-the-attendee-stays-excluded",
-    ),
-    pytest.param(BASE, in_master(BOB_LINE, BOB_ACCEPTS), set(), {}, id="no-exdate-nothing-changes"),
-]
-
-
-@pytest.mark.parametrize(("old", "new", "exdates", "overrides"), DECLINES)
-def test_exdates_as_declines(old: str, new: str, exdates: set[str], overrides: dict[str, tuple[str, str]]) -> None:
-    new_calendar = read(new)
-    before = serialize_calendar(new_calendar)
-    result = exdates_as_declines(read(old), new_calendar, "mailto:BOB@example.com")
-    assert serialize_calendar(new_calendar) == before
-    master, *others = components_of(result)
-    assert exdate_keys(master) == exdates
-    got = {}
-    for component in others:
-        prop = find_attendee(component, BOB)
-        start = start_of(component)
-        assert prop is not None and start is not None
-        got[recurrence_key_of(component)] = (partstat_of(prop), instance_key(start))
-        assert "RSVP" not in prop.params
-        carol = find_attendee(component, CAROL)
-        assert carol is not None and partstat_of(carol) == "NEEDS-ACTION"
-    assert got == overrides
-
-
-# --- SCHEDULE-AGENT, SCHEDULE-FORCE-SEND, SCHEDULE-STATUS (RFC 6638 §7, §3.2.9) ----------------
-
-PARAMETERS = wrap(
-    "BEGIN:VEVENT\n"
-    "UID:params@example.com\n"
-    "DTSTAMP:20240101T000000Z\n"
-    "DTSTART:20240108T090000Z\n"
-    "ORGANIZER;SCHEDULE-AGENT=client;SCHEDULE-FORCE-SEND=reply:mailto:olga@example.com\n"
-    "ATTENDEE;PARTSTAT=ACCEPTED;CN=Bob;SCHEDULE-AGENT=CLIENT;SCHEDULE-STATUS=1.1:mailto:bob@example.com\n"
-    "ATTENDEE;SCHEDULE-AGENT=NONE;SCHEDULE-FORCE-SEND=REQUEST:mailto:carol@example.com\n"
-    "ATTENDEE;SCHEDULE-AGENT=X-ROBOT;SCHEDULE-FORCE-SEND=BOGUS:mailto:dave@example.com\n"
-    "ATTENDEE;SCHEDULE-AGENT=SERVER;SCHEDULE-FORCE-SEND=REQUEST:mailto:erin@example.com\n"
-    "ATTENDEE;PARTSTAT=TENTATIVE:mailto:frank@example.com\n"
-    "END:VEVENT\n"
-)
-
-
-def _prop(params: dict[str, str]) -> object:
-    written = "".join(f";{name}={value}" for name, value in params.items())
-    calendar = read(wrap(f"BEGIN:VEVENT\nUID:a\nDTSTART:20240108T090000Z\nATTENDEE{written}:mailto:a@example.com\nEND:VEVENT\n"))
-    return attendee_properties(components_of(calendar)[0])[0]
-
-
-@pytest.mark.parametrize(
-    ("params", "agent"),
-    [
-        pytest.param({}, "SERVER", id="absent-is-server"),
-        pytest.param({"SCHEDULE-AGENT": "SERVER"}, "SERVER", id="server"),
-        pytest.param({"SCHEDULE-AGENT": "client"}, "CLIENT", id="client-any-case"),
-        pytest.param({"SCHEDULE-AGENT": "NONE"}, "NONE", id="none"),
-        pytest.param({"SCHEDULE-AGENT": "x-robot"}, "X-ROBOT", id="unknown-upper-cased"),
-    ],
-)
-def test_agent_of(params: dict[str, str], agent: str) -> None:
-    assert agent_of(_prop(params)) == agent
-
-
-def test_not_server_scheduled_names_every_address_the_server_must_leave_alone() -> None:
-    assert not_server_scheduled(read(PARAMETERS)) == {
-        "olga@example.com", BOB, CAROL, "dave@example.com",
-    }
-
-
-def test_forced_sends_reads_request_and_reply_only() -> None:
-    expected = {"olga@example.com": "REPLY", CAROL: "REQUEST", "erin@example.com": "REQUEST"}
-    assert forced_sends(read(PARAMETERS)) == expected
-
-
-def test_without_schedule_params_strips_every_address_and_keeps_the_rest() -> None:
-    calendar = read(PARAMETERS)
-    before = serialize_calendar(calendar)
-    stripped = without_schedule_params(calendar)
-    assert serialize_calendar(calendar) == before
-    component = components_of(stripped)[0]
-    props = [component["ORGANIZER"], *attendee_properties(component)]
-    assert all(not any(p.startswith("SCHEDULE-") for p in prop.params) for prop in props)
-    bob = find_attendee(component, BOB)
-    assert bob is not None and dict(bob.params) == {"PARTSTAT": "ACCEPTED", "CN": "Bob"}
-
-
-def test_with_schedule_status_stamps_each_named_attendee_in_every_component() -> None:
-    calendar = read(wrap(MASTER, MOVED_OVERRIDE))
-    before = serialize_calendar(calendar)
-    statuses = {"MAILTO:Bob@Example.com": ScheduleStatusCode.DELIVERED, CAROL: "5.1"}
-    stamped = with_schedule_status(calendar, statuses)
-    assert serialize_calendar(calendar) == before
-    for component in components_of(stamped):
-        found = {
-            str(prop): prop.params.get("SCHEDULE-STATUS") for prop in attendee_properties(component)
-        }
-        assert found == {
-            "mailto:olga@example.com": None, "mailto:bob@example.com": "1.2", "mailto:carol@example.com": "5.1",
-        }
-
-
-@pytest.mark.parametrize(
-    ("code", "value"),
-    [
-        (ScheduleStatusCode.PENDING, "1.0"),
-        (ScheduleStatusCode.SENT, "1.1"),
-        (ScheduleStatusCode.DELIVERED, "1.2"),
-        (ScheduleStatusCode.SUCCESS, "2.0"),
-        (ScheduleStatusCode.INVALID_USER, "3.7"),
-        (ScheduleStatusCode.NO_PRIVILEGES, "3.8"),
-        (ScheduleStatusCode.NOT_DELIVERED, "5.1"),
-        (ScheduleStatusCode.NO_TRANSPORT, "5.2"),
-        (ScheduleStatusCode.REJECTED, "5.3"),
-    ],
-    ids=lambda v: str(getattr(v, "name", v)),
-)
-def test_schedule_status_codes_are_rfc_6638_values(code: ScheduleStatusCode, value: str) -> None:
-    assert code == value
