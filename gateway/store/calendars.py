@@ -214,6 +214,19 @@ def _keep_tombstone(session: Session, principal_id: int, uid: str, state: Schedu
     tombstoned.add((principal_id, uid))
 
 
+def times_of(session: Session, row_id: int, revision: int, text: str) -> ObjectTimes | None:
+    """The times of one version of an object, kept by (row, revision); None when they cannot be read."""
+    caches = caches_of(session)
+    times = caches.times.get((row_id, revision))
+    if times is None:
+        try:
+            times = read_times(caches.parse(text))
+        except ValueError:
+            return None
+        caches.times.put((row_id, revision), times)
+    return times
+
+
 def load_times(session: Session, principal_id: int, *, except_uid: str | None = None) -> list[ObjectTimes]:
     """The times of every object of a principal (for free/busy), optionally without one UID.
 

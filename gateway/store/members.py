@@ -14,11 +14,12 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from gateway.store.schema import CalendarObject
+from gateway.store.collections import MemberChange
+from gateway.store.schema import CalendarChange, CalendarObject
 
 _TABLE = CalendarObject.__table__
 _HEAD = (_TABLE.c.href, _TABLE.c.etag, _TABLE.c.schedule_tag, _TABLE.c.uid, _TABLE.c.component,
-         _TABLE.c.updated_at, _TABLE.c.organizer)
+         _TABLE.c.updated_at, _TABLE.c.organizer, _TABLE.c.id, _TABLE.c.revision)
 _CHUNK = 500
 
 
@@ -33,13 +34,16 @@ class Member:
     component: str
     updated_at: datetime
     organizer: str | None
+    row_id: int
+    revision: int  # with the row id, names this version (what the times cache is keyed by)
     ical: str = ""
 
 
 def _member(row: object, with_text: bool) -> Member:
     values = row._mapping  # type: ignore[attr-defined]
     return Member(values["href"], values["etag"], values["schedule_tag"], values["uid"], values["component"],
-                  values["updated_at"], values["organizer"], values["ical"] if with_text else "")
+                  values["updated_at"], values["organizer"], values["id"], values["revision"],
+                  values["ical"] if with_text else "")
 
 
 def members_of(session: Session, calendar_id: int, *, with_text: bool = False) -> Iterator[Member]:
@@ -92,3 +96,26 @@ def member_with_uid(session: Session, principal_id: int, uid: str) -> tuple[int,
 
 def uids_in(session: Session, calendar_id: int) -> list[str]:
     return list(session.scalars(select(_TABLE.c.uid).where(_TABLE.c.calendar_id == calendar_id)))
+
+
+def changed_since(session: Session, calendar_id: int, seq: int, limit: int | None,
+                  *, with_text: bool) -> list[tuple[MemberChange, Member | None]]:
+    """Members changed after ``seq``, oldest change first, each with the object as it is now (None: deleted).
+
+    From 0 (an initial sync) only the members there are, no deletions.
+    """
+    changes = CalendarChange.__table__
+    columns = (*_HEAD, _TABLE.c.ical) if with_text else _HEAD
+    query = (select(changes.c.href.label("change_href"), changes.c.seq, changes.c.deleted, *columns)
+             .select_from(changes.outerjoin(_TABLE, (_TABLE.c.calendar_id == changes.c.calendar_id)
+                                            & (_TABLE.c.href == changes.c.href)))
+             .where(changes.c.calendar_id == calendar_id, changes.c.seq > seq).order_by(changes.c.seq))
+    if not seq:
+        query = query.where(changes.c.deleted.is_(False))
+    if limit is not None:
+        query = query.limit(limit)
+    found = []
+    for row in session.execute(query.execution_options(yield_per=_CHUNK)):
+        change = MemberChange(row.change_href, row.seq, row.deleted)
+        found.append((change, _member(row, with_text) if row.id is not None else None))
+    return found

@@ -232,6 +232,19 @@ def _invalid(detail: str) -> DavError:
     return DavError(400, INVALID_FILTER, detail, condition=qname(CALDAV, "valid-filter"))
 
 
+def plain_event_range(flt: CompFilter) -> TimeRange | None:
+    """The range of a filter that asks for VEVENTs in a time range and nothing more (what most clients send).
+
+    Such a filter is answered from an object's kept times, without reading the object.
+    """
+    if flt.is_not_defined or flt.prop_filters or flt.time_range or len(flt.comp_filters) != 1:
+        return None
+    (event,) = flt.comp_filters
+    if event.name != "VEVENT" or event.is_not_defined or event.prop_filters or event.comp_filters:
+        return None
+    return event.time_range
+
+
 def time_range_of(flt: CompFilter) -> TimeRange | None:
     """The time range a filter puts on the VEVENTs or VTODOs of an object, for a pre-filter by its hull; None when none.
 

@@ -8,6 +8,7 @@ may come as ``@`` or ``%40``; hrefs are written with ``@``, which a path segment
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote
@@ -17,6 +18,7 @@ WELL_KNOWN = "/.well-known/caldav"
 INBOX, OUTBOX = "inbox", "outbox"
 RESERVED = frozenset({INBOX, OUTBOX})
 _SAFE = "@+:!$&'()*,;=~-._"
+_PLAIN = re.compile(r"[A-Za-z0-9@+:!$&'()*,;=~._-]*")
 
 
 class Kind(StrEnum):
@@ -93,7 +95,7 @@ def _in_home(rest: list[str]) -> Target | None:
 
 def segment(text: str) -> str:
     """One path segment, percent-encoded where it must be."""
-    return quote(text, safe=_SAFE)
+    return text if _PLAIN.fullmatch(text) else quote(text, safe=_SAFE)
 
 
 def principal_href(address: str) -> str:

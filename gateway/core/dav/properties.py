@@ -156,11 +156,15 @@ def outbox_properties(principal: PrincipalView) -> dict[str, str]:
 
 
 def object_properties(base: dict[str, str], etag: str, updated_at: datetime, schedule_tag: str = "",
-                      *, content_type: str = "text/calendar; charset=utf-8") -> dict[str, str]:
-    """A calendar object resource, on top of ``base`` (``object_base``); ``calendar-data`` is added by whoever renders it."""
+                      *, content_type: str = "text/calendar; charset=utf-8", dated: bool = True) -> dict[str, str]:
+    """A calendar object resource, on top of ``base`` (``object_base``); ``calendar-data`` is added by whoever renders it.
+
+    ``dated`` False leaves out ``getlastmodified`` (a request that does not want it need not pay for it).
+    """
     values = dict(base)
     values[_GETETAG] = f"&quot;{escape(etag)}&quot;"
-    values[_LASTMODIFIED] = format_datetime(updated_at, usegmt=True)
+    if dated:
+        values[_LASTMODIFIED] = format_datetime(updated_at, usegmt=True)
     values[_CONTENT_TYPE] = content_type
     if schedule_tag:
         values[_SCHEDULE_TAG] = f"&quot;{escape(schedule_tag)}&quot;"
@@ -173,6 +177,7 @@ def object_base(principal: PrincipalView) -> dict[str, str]:
 
 
 _GETETAG, _LASTMODIFIED, _CONTENT_TYPE = d("getetag"), d("getlastmodified"), d("getcontenttype")
+LAST_MODIFIED = _LASTMODIFIED
 _SCHEDULE_TAG = c("schedule-tag")
 
 

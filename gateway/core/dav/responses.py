@@ -9,6 +9,7 @@ stream a large one member by member.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from http import HTTPStatus
 
 from gateway.core.dav.requests import PropRequest
@@ -18,6 +19,7 @@ XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
 EXPENSIVE = frozenset({qname("urn:ietf:params:xml:ns:caldav", "calendar-data")})  # never part of allprop
 
 
+@lru_cache(maxsize=64)
 def status_line(status: int) -> str:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"
 

@@ -7,6 +7,8 @@ Clark notation, ``{namespace}local``, as ElementTree gives them.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as safe_xml
@@ -20,6 +22,7 @@ CALSERVER = "http://calendarserver.org/ns/"
 APPLE = "http://apple.com/ns/ical/"
 PREFIXES = {DAV: "D", CALDAV: "C", CALSERVER: "CS", APPLE: "A"}
 
+_SPECIAL = re.compile(r'[&<>"]')
 MAX_BODY = 2 * 1024 * 1024  # a request body; a multiget of 10,000 hrefs fits
 MAX_DEPTH = 32
 
@@ -72,9 +75,12 @@ def _check_depth(root: Element) -> None:
 
 def escape(text: str) -> str:
     """Text for element content or a double-quoted attribute."""
+    if not _SPECIAL.search(text):
+        return text
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
+@lru_cache(maxsize=1024)
 def tag(name: str) -> str:
     """A Clark name as a prefixed tag of the response (``D:href``); an unknown namespace gets its own xmlns."""
     namespace, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
@@ -84,15 +90,22 @@ def tag(name: str) -> str:
     return f'X:{local} xmlns:X="{escape(namespace)}"' if namespace else local
 
 
+@lru_cache(maxsize=1024)
 def empty(name: str) -> str:
     """An empty element: ``<D:getetag/>``."""
     return f"<{tag(name)}/>"
 
 
+@lru_cache(maxsize=1024)
+def _tags(name: str) -> tuple[str, str]:
+    opening = tag(name)
+    return f"<{opening}>", f"</{opening.split(' ', 1)[0]}>"
+
+
 def element(name: str, inner: str) -> str:
     """An element around already-written content."""
-    opening = tag(name)
-    return f"<{opening}>{inner}</{opening.split(' ', 1)[0]}>"
+    opening, closing = _tags(name)
+    return opening + inner + closing
 
 
 def text_element(name: str, text: str) -> str:

@@ -16,16 +16,17 @@ from sqlalchemy.orm import Session
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.core.dav import paths
 from gateway.core.dav.calendar_data import CalendarDataSpec, render_calendar_data
-from gateway.core.dav.filters import matches, time_range_of
+from gateway.core.dav.expansion import Found, expand_text, instances_between
+from gateway.core.dav.filters import CompFilter, TimeRange, matches, plain_event_range, time_range_of
 from gateway.core.dav.paths import Kind
-from gateway.core.dav.properties import PrincipalView, object_base, object_properties
+from gateway.core.dav.properties import LAST_MODIFIED, PrincipalView, object_base, object_properties
 from gateway.core.dav.requests import CALENDAR_DATA, FreeBusyQuery, Multiget, PropRequest, Query, SyncCollection
 from gateway.core.dav.responses import response, status_response
 from gateway.core.dav.sync import SyncPoint, read_token, token_of
 from gateway.core.dav.xml import DavError, escape, qname
 from gateway.service import freebusy
 from gateway.service.caldav.tree import Request, calendar_of, home_members, home_token, view_of
-from gateway.store import collections, inbox, members
+from gateway.store import calendars, collections, inbox, members
 from gateway.store.caches import caches_of
 from gateway.store.members import Member
 
@@ -74,10 +75,35 @@ def query(session: Session, request: Request, report: Query) -> Multistatus:
     kinds = [f.name for f in report.filter.comp_filters if not f.is_not_defined]
     found = members.members_overlapping(session, calendar.id, span.start if span else None,
                                         span.end if span else None, kinds)
-    renderer = _Renderer(session, principal, report.props)
-    parse = caches_of(session).parse
-    return Multistatus([renderer.render(request.target.href + paths.segment(m.href), m)
-                        for m in found if matches(parse(m.ical), report.filter)])
+    matching = _Matcher(session, report.filter)
+    renderer = _Renderer(session, principal, report.props, matching.range)
+    answer = []
+    for member in found:
+        instances = matching.instances(member)
+        if instances or (instances is None and matching.matches(member)):
+            answer.append(renderer.render(request.target.href + paths.segment(member.href), member, instances))
+    return Multistatus(answer)
+
+
+class _Matcher:
+    """Judges members against a filter: a plain VEVENT time range from the object's kept times, else in full."""
+
+    def __init__(self, session: Session, flt: CompFilter) -> None:
+        self.session, self.filter = session, flt
+        self.parse = caches_of(session).parse
+        self.range = plain_event_range(flt)
+
+    def instances(self, member: Member) -> Found | None:
+        """For a plain time range, the member's instances in it from its kept times; None to judge it in full."""
+        if self.range is None or member.component != "VEVENT":
+            return None
+        times = calendars.times_of(self.session, member.row_id, member.revision, member.ical)
+        if times is None or member.ical.count("BEGIN:VEVENT") != len(times.events):
+            return None
+        return instances_between(times, *self.range.bounds())
+
+    def matches(self, member: Member) -> bool:
+        return matches(self.parse(member.ical), self.filter)
 
 
 def sync_collection(session: Session, request: Request, report: SyncCollection) -> Multistatus:
@@ -92,24 +118,20 @@ def sync_collection(session: Session, request: Request, report: SyncCollection) 
                        condition=qname("DAV:", "supported-report"))
     calendar = calendar_of(session, request)
     since = read_token(report.token, calendar.id, calendar.sync_seq, calendar.pruned_through)
-    changes = collections.changes_since(session, calendar.id, since,
-                                        report.limit + 1 if report.limit is not None else None)
-    if not since:
-        changes = [c for c in changes if not c.deleted]
+    limit = report.limit + 1 if report.limit is not None else None
+    changes = members.changed_since(session, calendar.id, since, limit, with_text=report.props.wants(CALENDAR_DATA))
     truncated = report.limit is not None and len(changes) > report.limit
     if truncated:
         changes = changes[:report.limit]
-    live = members.members_named(session, calendar.id, [c.href for c in changes if not c.deleted],
-                                 with_text=report.props.wants(CALENDAR_DATA))
     renderer = _Renderer(session, principal, report.props)
+    collection_href = request.target.href
     out = []
-    for change in changes:
-        href = request.target.href + paths.segment(change.href)
-        member = live.get(change.href)
+    for change, member in changes:
+        href = collection_href + paths.segment(change.href)
         out.append(renderer.render(href, member) if member is not None else status_response(href, 404))
-    seq = changes[-1].seq if truncated else calendar.sync_seq
+    seq = changes[-1][0].seq if truncated else calendar.sync_seq
     if truncated:
-        out.append(status_response(request.target.href, 507))
+        out.append(status_response(collection_href, 507))
     return Multistatus(out, token_of(SyncPoint(calendar.id, seq)))
 
 
@@ -125,23 +147,40 @@ def free_busy_query(session: Session, request: Request, report: FreeBusyQuery) -
 class _Renderer:
     """Writes one member's response, parsing its object only when a partial or expanded ``calendar-data`` needs it."""
 
-    def __init__(self, session: Session, principal: PrincipalView, props: PropRequest) -> None:
-        self.base, self.props = object_base(principal), props
+    def __init__(self, session: Session, principal: PrincipalView, props: PropRequest,
+                 query_range: TimeRange | None = None) -> None:
+        self.session, self.base, self.props = session, object_base(principal), props
         self.with_data = props.wants(CALENDAR_DATA)
+        self.dated = props.wants(LAST_MODIFIED) or props.names_only
         self.spec = props.calendar_data
         self.parse = caches_of(session).parse
+        self.expanding = self.spec.expand is not None and self.spec == CalendarDataSpec(expand=self.spec.expand)
+        self.query_range = query_range
 
-    def render(self, href: str, member: Member) -> str:
-        values = object_properties(self.base, member.etag, member.updated_at, member.schedule_tag)
+    def render(self, href: str, member: Member, instances: Found | None = None) -> str:
+        """``instances``: the member's in the query's range, when the expansion asks for that same range."""
+        values = object_properties(self.base, member.etag, member.updated_at, member.schedule_tag, dated=self.dated)
         if self.with_data:
-            values[CALENDAR_DATA] = escape(self.calendar_data(member.ical))
+            values[CALENDAR_DATA] = escape(self.calendar_data(member, instances))
         return response(href, self.props, values)
 
-    def calendar_data(self, text: str) -> str:
+    def calendar_data(self, member: Member, instances: Found | None) -> str:
         if self.spec == WHOLE:
-            return text
-        calendar: Calendar = self.parse(text)
-        return render_calendar_data(text, calendar, self.spec)
+            return member.ical
+        if self.expanding and self.spec.expand is not None and member.component == "VEVENT":
+            written = self._expanded(member, self.spec.expand, instances)
+            if written is not None:
+                return written
+        calendar: Calendar = self.parse(member.ical)
+        return render_calendar_data(member.ical, calendar, self.spec)
+
+    def _expanded(self, member: Member, span: TimeRange, instances: Found | None) -> str | None:
+        times = calendars.times_of(self.session, member.row_id, member.revision, member.ical)
+        if times is None:
+            return None
+        if instances is None or span != self.query_range:
+            instances = instances_between(times, *span.bounds())
+        return expand_text(member.ical, times, instances)
 
 
 def _inbox_items(session: Session, request: Request) -> list[inbox.InboxItem]:
@@ -167,5 +206,6 @@ def _inbox_response(principal: PrincipalView, props: PropRequest, name: str, ite
     if props.wants(CALENDAR_DATA):
         values[CALENDAR_DATA] = escape(item.ical)
     return response(paths.calendar_href(principal.address, paths.INBOX) + name, props, values)
+
 
 
