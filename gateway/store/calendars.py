@@ -26,14 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
+from icalendar import Calendar
 from sqlalchemy.orm import Session
 
 from gateway.core.calendar.ical import (
+    components_of,
     organizer_of,
+    timezones_of,
     sequence_of,
     serialize_calendar,
 )
 from gateway.core.calendar.recurrence import FOREVER, ObjectTimes, read_times
+from gateway.core.calendar.zones import zone_texts
 from gateway.core.dav.scheduling import schedule_tag_of
 from gateway.core.itip.ordering import SchedulingState
 from gateway.core.itip.types import Stored
@@ -172,7 +176,7 @@ def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dic
     """
     assert stored.calendar is not None
     components = stored.components
-    text = serialize_calendar(stored.calendar)
+    text = with_zone_definitions(serialize_calendar(stored.calendar), stored.calendar)
     caches_of(session).parsed.put(text, stored.calendar)
     revision = secrets.randbits(62)  # a new name for every version: what the times cache is keyed by
     try:
@@ -194,6 +198,19 @@ def _object_values(session: Session, stored: Stored, now: datetime) -> tuple[dic
         "hull_start": times.start if hulled and times else None,
         "hull_end": times.end if hulled and times and times.end < FOREVER else None,
     }, times
+
+
+def with_zone_definitions(text: str, calendar: Calendar) -> str:
+    """The text with a VTIMEZONE for each zone it names, as a client reading it needs (RFC 5545 §3.2.19).
+
+    Reading drops IANA zones' definitions again, so what is parsed stays the same.
+    """
+    defined = [str(tz.get("TZID", "")) for tz in timezones_of(calendar)]
+    zones = zone_texts(components_of(calendar), defined)
+    if not zones:
+        return text
+    head, sep, rest = text.partition("\r\nBEGIN:")
+    return f"{head}\r\n{zones.rstrip()}{sep}{rest}" if sep else text
 
 
 def _default_place(session: Session, principal_id: int, uid: str, now: datetime) -> Place:

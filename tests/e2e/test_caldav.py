@@ -241,3 +241,28 @@ def test_free_busy_by_report_and_by_outbox_post(site: CalDavSite) -> None:
                 for r in root.iter("{urn:ietf:params:xml:ns:caldav}response")}
     assert statuses[f"mailto:{BOB}"].startswith("2.0") and statuses["mailto:nobody@elsewhere.example"].startswith("5.3")
     assert "20270323T080000Z/20270323T090000Z" in post.body.replace("\r\n ", "")
+
+
+def test_known_client_quirks_are_taken_as_meant(site: CalDavSite) -> None:
+    path = f"/dav/calendars/{ALICE}/default/"
+    assert site.request("PUT", path + "q.ics", plain("quirk-1")).status == 201
+    query = (f'<C:calendar-query {NS}><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR">'
+             '<C:comp-filter name="VEVENT"/></C:comp-filter></C:filter></C:calendar-query>')
+    outlook = site.request("REPORT", path, query, headers={"Depth": "0", "User-Agent": "MSFT-WIN-3/15.0"})
+    assert path + "q.ics" in outlook.body  # Depth 0 from Outlook's connector means the members
+    strict = site.request("REPORT", path, query, headers={"Depth": "0"})
+    assert strict.status == 207 and path + "q.ics" not in strict.body
+    wrongly_typed = site.request("REPORT", path, query, headers={"Depth": "1", "Content-Type": "text/plain"})
+    assert path + "q.ics" in wrongly_typed.body  # an XML body is read whatever its Content-Type says
+    etag = site.request("GET", path + "q.ics").headers["etag"]
+    escaped = etag.replace('"', '\\"')
+    assert site.request("PUT", path + "q.ics", plain("quirk-1", "Dinner"), headers={"If-Match": escaped}).status == 204
+
+
+def test_a_put_stored_as_sent_gets_its_etag_and_a_rewritten_one_does_not(site: CalDavSite) -> None:
+    path = f"/dav/calendars/{ALICE}/default/"
+    rewritten = site.request("PUT", path + "r.ics", plain("rewrite-1"))  # LF line ends: stored with CRLF
+    assert rewritten.status == 201 and "etag" not in rewritten.headers
+    stored = site.request("GET", path + "r.ics").body
+    again = site.request("PUT", path + "r2.ics", stored.replace("rewrite-1", "rewrite-2"))
+    assert again.status == 201 and again.headers.get("etag") == site.request("GET", path + "r2.ics").headers["etag"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import quote, unquote
 
 ROOT = "/dav/"
 WELL_KNOWN = "/.well-known/caldav"
 INBOX, OUTBOX = "inbox", "outbox"
 RESERVED = frozenset({INBOX, OUTBOX})
-_SAFE = "@+:!$&'()*,;=~-._"
 _PLAIN = re.compile(r"[A-Za-z0-9@+:!$&'()*,;=~._-]*")
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
 class Kind(StrEnum):
@@ -94,8 +93,17 @@ def _in_home(rest: list[str]) -> Target | None:
 
 
 def segment(text: str) -> str:
-    """One path segment, percent-encoded where it must be."""
-    return text if _PLAIN.fullmatch(text) else quote(text, safe=_SAFE)
+    """One path segment, percent-encoded where it must be (RFC 3986 §2.1: UTF-8 octets as %XX)."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return "".join(c if _PLAIN.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def unquote(text: str) -> str:
+    """A percent-encoded segment read back; a malformed escape stays as it is."""
+    if "%" not in text:
+        return text
+    return _ESCAPES.sub(lambda run: bytes.fromhex(run.group(0).replace("%", "")).decode("utf-8", "replace"), text)
 
 
 def principal_href(address: str) -> str:

@@ -9,8 +9,6 @@ stream a large one member by member.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
-from http import HTTPStatus
 
 from gateway.core.dav.requests import PropRequest
 from gateway.core.dav.xml import DAV, NAMESPACE_DECLARATIONS, DavError, element, empty, escape, qname, text_element
@@ -19,9 +17,12 @@ XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
 EXPENSIVE = frozenset({qname("urn:ietf:params:xml:ns:caldav", "calendar-data")})  # never part of allprop
 
 
-@lru_cache(maxsize=64)
+_PHRASES = {200: "OK", 201: "Created", 204: "No Content", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+            412: "Precondition Failed", 424: "Failed Dependency", 507: "Insufficient Storage"}
+
+
 def status_line(status: int) -> str:
-    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"
+    return f"HTTP/1.1 {status} {_PHRASES.get(status, '')}".rstrip()
 
 
 def href(value: str) -> str:

@@ -9,21 +9,20 @@ be told what: that is ``plan``'s job.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
-from icalendar import Calendar, Component, Timezone, vCalAddress
+from icalendar import Calendar, Component, vCalAddress
 
 from gateway.core.addresses import as_uri
 from gateway.core.calendar.ical import (
     copy_component,
-    dt_value,
     find_attendee,
     new_calendar,
     partstat_of,
-    timezones_of,
     uid_of,
 )
 from gateway.core.calendar.instances import MASTER, has_recurrence
+from gateway.core.calendar.zones import timezones_for
 from gateway.core.itip.resource import (
     PlanError,
     SchedulingObject,
@@ -81,7 +80,7 @@ def compose_message(
     """One message to one recipient; ``source`` supplies the VTIMEZONEs the components use."""
     calendar = new_calendar(method.value)
     prepared = [_outgoing(c, now) for c in components]
-    for zone in _timezones_for(prepared, source):
+    for zone in timezones_for(prepared, source):
         calendar.add_component(zone)
     for component in prepared:
         calendar.add_component(component)
@@ -95,51 +94,6 @@ def _outgoing(component: Component, now: datetime) -> Component:
     copied.subcomponents = [s for s in copied.subcomponents if s.name != "VALARM"]
     set_dtstamp(copied, now)
     return copied
-
-
-def _timezones_for(components: list[Component], source: Calendar) -> list[Component]:
-    """The VTIMEZONE of every TZID used: the stored one, else generated for a known zone."""
-    stored = {str(tz.get("TZID", "")): tz for tz in timezones_of(source)}
-    zones: list[Component] = []
-    for tzid in sorted(_tzids_used(components) - {"UTC"}):
-        if tzid in stored:
-            zones.append(copy_component(stored[tzid]))
-            continue
-        generated = _generated_timezone(tzid, components)
-        if generated is not None:
-            zones.append(generated)
-    return zones
-
-
-def _generated_timezone(tzid: str, components: list[Component]) -> Timezone | None:
-    """A VTIMEZONE for an IANA (or well-known Windows) zone, from the first start on.
-
-    Starting at the object's first date rather than 1970 keeps the mail small.
-    """
-    starts = [_as_date(dt_value(c.get(n))) for c in components for n in ("DTSTART", "DUE", "RECURRENCE-ID")]
-    known = [d for d in starts if d is not None]
-    first = min(known) - timedelta(days=1) if known else Timezone.DEFAULT_FIRST_DATE
-    last = max(Timezone.DEFAULT_LAST_DATE, first + timedelta(days=2 * 366))
-    try:
-        return Timezone.from_tzid(tzid, first_date=first, last_date=last)
-    except ValueError:
-        return None  # a TZID nobody can define; receivers cope (INTEROP rule 15)
-
-
-def _as_date(value: object) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else None
-
-
-def _tzids_used(components: list[Component]) -> set[str]:
-    found: set[str] = set()
-    for component in components:
-        for _name, value in component.property_items(recursive=True, sorted=False):
-            params = getattr(value, "params", None)
-            if params is not None and params.get("TZID"):
-                found.add(str(params["TZID"]))
-    return found
 
 
 def organizer_of_object(obj: SchedulingObject) -> str:

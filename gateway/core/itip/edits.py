@@ -46,6 +46,8 @@ def object_to_store(text: str, organizer: str) -> Calendar:
     A value no reader can use, or a recurrence beyond Reefknot's bounds, is refused as
     mail carrying it would be held.
     """
+    if text.upper().count("BEGIN:VCALENDAR") > 1:
+        raise EditError("one-calendar-per-object", "the text holds more than one VCALENDAR")
     try:
         parsed = parse_calendar(text)
     except CalendarError as error:

@@ -95,7 +95,7 @@ def _read_object(body: bytes, owner: str, calendar: CalendarInfo) -> Calendar:
         raise DavError(403, "not-utf-8", str(error), condition=caldav_condition("valid-calendar-data")) from error
     except EditError as error:
         condition = "valid-calendar-object-resource" if error.reason in (
-            "one-uid-per-object", "no-scheduling-component") else "valid-calendar-data"
+            "one-uid-per-object", "no-scheduling-component", "one-calendar-per-object") else "valid-calendar-data"
         raise DavError(403, error.reason, error.detail, condition=caldav_condition(condition)) from error
     kinds = {c.name for c in components_of(new)}
     if not kinds <= set(calendar.components):
