@@ -19,6 +19,12 @@ Changes and answers:
 - ``freebusy``: busy time from the store, and the answer to a VFREEBUSY request;
 - ``itip_delivery``: handing the resulting iTIP messages to local principals or to the outbox.
 
+Calendar programs:
+- ``caldav``: CalDAV requests on the store — ``tree`` (what a request names, PROPFIND),
+  ``reports`` (multiget, query, sync, free/busy), ``writes`` (PUT, DELETE, MKCALENDAR,
+  PROPPATCH, scheduled through ``events``), ``outbox`` (free/busy asked at once);
+- ``credentials``: app passwords, and signing in with them.
+
 Publishing and bookkeeping:
 - ``publishing``: exports, calendar feeds and free/busy for the command and the HTTP face;
 - ``polled_mailboxes``: where the IMAP poller is in each mailbox, and its lock.
