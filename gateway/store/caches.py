@@ -36,6 +36,7 @@ P = TypeVar("P", bound=_Identified)
 PARSED_SIZE = 4096
 TIMES_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
 CALENDAR_TIMES_SIZE = 256  # principals whose whole list of times is kept
+ANSWERS_SIZE = 32  # report answers kept; one initial sync of a 10,000-object calendar is about 1.5 MB
 CACHES = "reefknot.caches"  # session.info: the handle's caches
 
 
@@ -77,6 +78,35 @@ class Recent(Generic[K, V]):
             return len(self._entries)
 
 
+class MadeOnce(Generic[K, V]):
+    """A ``Recent`` whose missing entry is made by one thread while the others asking for it wait for that one."""
+
+    def __init__(self, size: int) -> None:
+        self.recent: Recent[K, V] = Recent(size)
+        self._making: dict[K, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        value = self.recent.get(key)
+        if value is not None:
+            return value
+        with self._lock:
+            underway = self._making.get(key)
+            if underway is None:
+                self._making[key] = threading.Event()
+        if underway is not None:
+            underway.wait()
+            value = self.recent.get(key)
+            return value if value is not None else make()  # the maker failed: make it here
+        try:
+            value = make()
+            self.recent.put(key, value)
+            return value
+        finally:
+            with self._lock:
+                self._making.pop(key).set()
+
+
 @dataclass
 class DirectoryAnswers(Generic[P]):
     """Answers about the directory as it stood at one revision (None: private to one transaction that changed it)."""
@@ -102,6 +132,9 @@ class StoreCaches:
         # by principal: (its calendar revision, the (UID, times) of every object)
         self.calendar_times: Recent[int, tuple[int | None, list[tuple[str, ObjectTimes]]]] = Recent(CALENDAR_TIMES_SIZE)
         self.directory: DirectoryAnswers[Any] = DirectoryAnswers(revision=None)  # of gateway.store.directory
+        # CalDAV report answers, by the calendar's change count and the question: 20 clients syncing at once
+        # an unchanged calendar share one answer
+        self.answers: MadeOnce[tuple[Any, ...], Any] = MadeOnce(ANSWERS_SIZE)
 
     def parse(self, text: str) -> Calendar:
         """The object a text holds, parsed once for every later load of the same text."""

@@ -7,7 +7,7 @@ returned as it is otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from icalendar import Calendar
@@ -20,7 +20,15 @@ from gateway.core.dav.expansion import Found, expand_text, instances_between
 from gateway.core.dav.filters import CompFilter, TimeRange, matches, plain_event_range, time_range_of
 from gateway.core.dav.paths import Kind
 from gateway.core.dav.properties import LAST_MODIFIED, PrincipalView, object_base, object_properties
-from gateway.core.dav.requests import CALENDAR_DATA, FreeBusyQuery, Multiget, PropRequest, Query, SyncCollection
+from gateway.core.dav.requests import (
+    CALENDAR_DATA,
+    FreeBusyQuery,
+    Multiget,
+    PropRequest,
+    Query,
+    Report,
+    SyncCollection,
+)
 from gateway.core.dav.responses import response, status_response
 from gateway.core.dav.sync import SyncPoint, read_token, token_of
 from gateway.core.dav.xml import DavError, escape, qname
@@ -28,6 +36,7 @@ from gateway.service import freebusy
 from gateway.service.caldav.tree import Request, calendar_of, home_members, home_token, view_of
 from gateway.store import calendars, collections, inbox, members
 from gateway.store.caches import caches_of
+from gateway.store.collections import CalendarInfo
 from gateway.store.members import Member
 
 WHOLE = CalendarDataSpec()
@@ -71,6 +80,20 @@ def query(session: Session, request: Request, report: Query) -> Multistatus:
     if request.target.kind is Kind.INBOX:
         return Multistatus(list(_inbox_query(session, request, principal, report)))
     calendar = calendar_of(session, request)
+    return _answered_once(session, request, calendar, report, lambda: _query(session, request, calendar, report))
+
+
+def _answered_once(session: Session, request: Request, calendar: CalendarInfo, report: Report,
+                   make: Callable[[], Multistatus]) -> Multistatus:
+    """The answer to the same question about the calendar in the same state is worked out once, and kept."""
+    key = (calendar.id, calendar.sync_seq, calendar.pruned_through, request.target.href, view_of(request.actor),
+           report)
+    answer: Multistatus = caches_of(session).answers.get_or_make(key, make)
+    return answer
+
+
+def _query(session: Session, request: Request, calendar: CalendarInfo, report: Query) -> Multistatus:
+    principal = view_of(request.actor)
     span = time_range_of(report.filter)
     kinds = [f.name for f in report.filter.comp_filters if not f.is_not_defined]
     found = members.members_overlapping(session, calendar.id, span.start if span else None,
@@ -117,6 +140,12 @@ def sync_collection(session: Session, request: Request, report: SyncCollection) 
         raise DavError(403, "unsupported-report", "sync-collection is served on calendars and the home",
                        condition=qname("DAV:", "supported-report"))
     calendar = calendar_of(session, request)
+    read_token(report.token, calendar.id, calendar.sync_seq, calendar.pruned_through)
+    return _answered_once(session, request, calendar, report, lambda: _sync(session, request, calendar, report))
+
+
+def _sync(session: Session, request: Request, calendar: CalendarInfo, report: SyncCollection) -> Multistatus:
+    principal = view_of(request.actor)
     since = read_token(report.token, calendar.id, calendar.sync_seq, calendar.pruned_through)
     limit = report.limit + 1 if report.limit is not None else None
     changes = members.changed_since(session, calendar.id, since, limit, with_text=report.props.wants(CALENDAR_DATA))
