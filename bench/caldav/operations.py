@@ -38,6 +38,8 @@ class Outcome:
     timings: list[float] = field(default_factory=list)
     error: str = ""
     server_errors: int = 0
+    failures: int = 0  # answers neither 2xx nor 5xx, and connections refused or reset
+    cut_short: bool = False  # stopped at the time budget before all runs
     note: str = ""
 
 
@@ -55,6 +57,7 @@ class State:
     client: DavClient
     objects: list[workload.CalendarObject]
     anchor: date
+    budget: float
     etags: dict[str, str] = field(default_factory=dict)
     token: str = ""
     created: int = 0
@@ -69,14 +72,18 @@ def name_of(href: str) -> str:
     return unquote(href.rstrip("/").rsplit("/", 1)[-1])
 
 
-def timed(runs: int, action: Callable[[int], Reply], warm_up: bool = False) -> Outcome:
-    """``action(i)`` ``runs`` times, its Reply's own time each; stops at the first failure."""
+def timed(runs: int, budget: float, action: Callable[[int], Reply], warm_up: bool = False) -> Outcome:
+    """``action(i)`` ``runs`` times, its Reply's own time each; stops at the first failure, or once past ``budget`` seconds."""
     outcome = Outcome()
+    started = time.monotonic()
     try:
         if warm_up:
             action(-1)
         for i in range(runs):
             outcome.timings.append(action(i).ms)
+            if time.monotonic() - started > budget and i + 1 < runs:
+                outcome.cut_short = True
+                break
     except FAILURES + (Unexpected,) as error:
         outcome.error = error.short if isinstance(error, DavError) else f"{type(error).__name__}: {error}"
         outcome.server_errors += int(isinstance(error, DavError) and error.status >= 500)
@@ -124,7 +131,7 @@ def initial_sync(state: State, runs: int) -> Outcome:
         state.etags = {name_of(href): etag or "" for href, etag in found.members.items()}
         return reply
 
-    outcome = timed(runs, run, warm_up=True)
+    outcome = timed(runs, state.budget, run, warm_up=True)
     outcome.note = f"{len(state.etags)} members"
     return outcome
 
@@ -148,7 +155,7 @@ def delta_sync(state: State, runs: int) -> Outcome:
         sizes.append(len(found.members))
         return reply
 
-    outcome = timed(runs, run)
+    outcome = timed(runs, state.budget, run)
     if sizes:
         outcome.note = f"{min(sizes)}-{max(sizes)} members per answer" if min(sizes) != max(sizes) else \
             f"{sizes[0]} member per answer"
@@ -173,7 +180,7 @@ def month_query(state: State, runs: int) -> Outcome:
         counts.append((len(read_multistatus(reply.body).members), reply.body.count(b"BEGIN:VEVENT")))
         return reply
 
-    outcome = timed(runs, run, warm_up=True)
+    outcome = timed(runs, state.budget, run, warm_up=True)
     if counts:
         outcome.note = (f"{sum(c for c, _ in counts) // len(counts)} objects, "
                         f"{sum(v for _, v in counts) // len(counts)} VEVENTs a month")
@@ -191,7 +198,7 @@ def multiget(state: State, runs: int, size: int = 100) -> Outcome:
         counts.append(reply.body.count(b"BEGIN:VCALENDAR"))
         return reply
 
-    outcome = timed(runs, run, warm_up=True)
+    outcome = timed(runs, state.budget, run, warm_up=True)
     if counts:
         outcome.note = f"{min(counts)} objects with data"
     return outcome
@@ -206,7 +213,7 @@ def put_new(state: State, runs: int, make: Callable[[random.Random, date, dateti
         state.created += 1
         return reply
 
-    return timed(runs, run)
+    return timed(runs, state.budget, run)
 
 
 def concurrent_syncs(server: Server, clients: int, rounds: int) -> Outcome:
@@ -237,5 +244,7 @@ def concurrent_syncs(server: Server, clients: int, rounds: int) -> Outcome:
                     outcome.timings.append(ms)
                 elif status >= 500:
                     outcome.server_errors += 1
+                else:
+                    outcome.failures += 1
                 outcome.error = outcome.error or error or (f"REPORT → HTTP {status}" if status != 207 else "")
     return outcome

@@ -145,8 +145,10 @@ def calendar_properties(principal: PrincipalView, calendar: CalendarView, defaul
     return values
 
 
-def inbox_properties(principal: PrincipalView, ctag: str) -> dict[str, str]:
+def inbox_properties(principal: PrincipalView, ctag: str, default_calendar: str = "default") -> dict[str, str]:
+    """The scheduling inbox (RFC 6638 §2.2), which names where invitations go (§9.2)."""
     return {**common(principal), **collection(empty(c("schedule-inbox")), _INBOX_PRIVILEGES, "Inbox"),
+            c("schedule-default-calendar-URL"): href(paths.calendar_href(principal.address, default_calendar)),
             d("supported-report-set"): _INBOX_REPORTS, qname(CALSERVER, "getctag"): escape(ctag),
             c("supported-calendar-component-set"): "".join(f'<C:comp name="{n}"/>' for n in CALENDAR_KINDS)}
 
