@@ -386,6 +386,9 @@ class _Reading:
             cert, key = table.text("tls_cert"), table.text("tls_key")
             if bool(cert) != bool(key):
                 raise table.invalid("tls_cert and tls_key go together", "tls_cert" if not cert else "tls_key")
+            for name, given in (("tls_cert", cert), ("tls_key", key)):
+                if given and not os.access(self.path.parent / given, os.R_OK):
+                    raise table.invalid(f"{name}: cannot read {self.path.parent / given}", name)
             options = HttpOptions(str(self.path.parent / cert) if cert else "", str(self.path.parent / key) if key else "",
                                   tuple(_network(table, n) for n in table.strings("trusted_proxies")),
                                   table.whole("inbox_days", 30, 1, 3650))

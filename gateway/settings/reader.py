@@ -10,6 +10,8 @@ what the values mean: that is the configuration's and the policy's to say.
 
 from __future__ import annotations
 
+import difflib
+
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
@@ -95,7 +97,9 @@ class Table:
         allowed = sorted(allowed)
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise self.invalid(f"unknown key '{unknown[0]}' (expected one of {', '.join(allowed)})", unknown[0])
+            close = difflib.get_close_matches(unknown[0], allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise self.invalid(f"unknown key '{unknown[0]}' ({hint}expected one of {', '.join(allowed)})", unknown[0])
         self.data: dict[str, Any] = data
 
     def invalid(self, message: str, key: str = "") -> Invalid:

@@ -35,6 +35,10 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[trust]\ndns = "no"\n', 2, "[trust] dns must be true or false"),
         ('[policy]\nfiles = [1]\n', 2, "[policy] files must be a string or a list of strings"),
         ('[smtp\n', 1, "invalid TOML"),
+        ('[policy]\nfile = "rules.toml"\n', 2, "[policy] unknown key 'file' (did you mean 'files'?"),
+        ('[http]\ntls_cert = "missing.pem"\ntls_key = "missing.key"\n', 2, "[http] tls_cert: cannot read"),
+        ('[http]\ntls_cert = "missing.pem"\n', 1, "[http] tls_cert and tls_key go together"),  # tls_key: not there
+        ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', 2, "[http] trusted_proxies: '10.0.0.0/33' is not an address"),
     ],
 )
 def test_a_configuration_mistake_names_the_file_the_line_and_the_setting(
