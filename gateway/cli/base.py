@@ -142,6 +142,7 @@ def emit_more(more: int, last_id: int, as_json: bool) -> None:
 
 
 @click.group()
+@click.version_option(package_name="reefknot", prog_name="reefknot", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", metavar="FILE", help="configuration file (else $REEFKNOT_CONFIG, ./reefknot.toml)")
 @click.option("-v", "--verbose", is_flag=True, help="log what happens to stderr")
 @click.pass_context

@@ -106,3 +106,8 @@ def test_users_are_explicit_and_aliases_resolve_case_insensitively(reefknot: Ree
     reefknot("inbox", "nobody@foo.example", expect=65)
     reefknot("users", "remove", "bob@foo.example")
     assert "bob@foo.example" not in {u["address"] for u in reefknot.json_lines("users", "list")}
+
+
+def test_the_command_says_its_version(reefknot: Reefknot) -> None:
+    from importlib.metadata import version
+    assert reefknot("--version").strip() == f"reefknot {version('reefknot')}"
