@@ -25,7 +25,7 @@ from gateway.store.directory import DirectoryError, PrincipalRef
 from gateway.store.intake import IntakeNotFound
 from gateway.store.outbox import OutboxNotFound
 
-EX_USAGE, EX_DATAERR, EX_OSERR, EX_TEMPFAIL, EX_CONFIG = 64, 65, 71, 75, 78
+EX_USAGE, EX_DATAERR, EX_NOUSER, EX_OSERR, EX_TEMPFAIL, EX_CONFIG = 64, 65, 67, 71, 75, 78
 F = TypeVar("F", bound=Callable[..., Any])
 
 

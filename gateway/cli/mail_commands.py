@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from gateway.cli.base import (
     EX_CONFIG,
     EX_DATAERR,
+    EX_NOUSER,
     EX_OSERR,
     EX_TEMPFAIL,
     EX_USAGE,
@@ -28,7 +29,7 @@ from gateway.cli.base import (
 from gateway.adapters.clock import utcnow
 from gateway.settings.config import Config, ConfigError
 from gateway.core.mail.envelope import Envelope
-from gateway.service import delivery_attempts, processing
+from gateway.service import delivery_attempts, processing, routing
 from gateway.store import intake, outbox
 from gateway.store.db import SchemaOutdated
 from gateway.store.intake import IntakeState
@@ -45,7 +46,9 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
     """Take one RFC 5322 message (for MTA pipe transports) and apply it.
 
     A message over the listeners' size limit is refused for good (exit 65, output
-    starting ``5.3.4``), as the listeners refuse it with 552 5.3.4.
+    starting ``5.3.4``), as the listeners refuse it with 552 5.3.4; a recipient who is
+    not a local principal (nor a reply or bounce address) is refused for good (exit 67,
+    ``5.1.1``), as the transport listeners refuse it with 550 5.1.1.
     """
     limit = ingest_limit(context.config)
     raw = _read_message(source, limit)
@@ -53,6 +56,10 @@ def ingest(context: Context, recipients: tuple[str, ...], sender: str, source: s
         raise Exit(EX_DATAERR, f"message too large: over {limit} bytes ([smtp]/[lmtp] max_message_size)",
                    status="5.3.4")
     db = context.database()
+    with db.transaction() as session:
+        unknown = [r for r in recipients if not routing.is_deliverable(session, r, utcnow())]
+    if unknown:
+        raise Exit(EX_NOUSER, f"<{unknown[0]}>: no such local principal", status="5.1.1")
     try:
         receipt = processing.ingest_message(db, raw, Envelope(sender, recipients, "ingest"), utcnow(), context.trust(),
                                          context.config.message_timeout)

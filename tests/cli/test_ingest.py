@@ -259,3 +259,9 @@ def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_ba
     receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
     assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]
+
+
+def test_ingest_refuses_a_recipient_who_is_not_local_with_67_and_keeps_nothing(reefknot: Reefknot, tmp_path: Path) -> None:
+    mail = imip_mail(tmp_path, "stranger", "carol@bar.example", "nobody@foo.example", REQUEST, "REQUEST")
+    assert "intake" not in reefknot("ingest", "--recipient", "nobody@foo.example", str(mail), expect=67)
+    assert reefknot.json_lines("quarantine") == []
