@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,10 +69,16 @@ def users_list(context: Context, as_json: bool) -> None:
 
 @users.command("remove")
 @click.argument("address")
+@click.option("--yes", is_flag=True, help="do not ask: remove at once (for scripts)")
 @pass_context
 @guarded
-def users_remove(context: Context, address: str) -> None:
-    """Remove a local principal with its calendar and inbox."""
+def users_remove(context: Context, address: str, yes: bool) -> None:
+    """Remove a local principal with its calendars, inbox and app passwords; asks first unless --yes."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit(EX_USAGE, f"not removed: say --yes to remove {address} without a terminal to ask at")
+        if not click.confirm(f"remove {address} with all its calendars, inbox and app passwords?", err=True):
+            raise Exit(EX_USAGE, "not removed")
     with context.database().transaction() as session:
         ref = directory.remove_principal(session, address)
     click.echo(f"removed {ref.address}")

@@ -104,7 +104,9 @@ def test_users_are_explicit_and_aliases_resolve_case_insensitively(reefknot: Ree
     assert listed["room-r@foo.example"]["kind"] == "room"
     reefknot("users", "add", "MAILTO:A.Smith@FOO.example", expect=65)
     reefknot("inbox", "nobody@foo.example", expect=65)
-    reefknot("users", "remove", "bob@foo.example")
+    reefknot("users", "remove", "bob@foo.example", expect=64)  # no one said yes
+    assert "bob@foo.example" in {u["address"] for u in reefknot.json_lines("users", "list")}
+    reefknot("users", "remove", "bob@foo.example", "--yes")
     assert "bob@foo.example" not in {u["address"] for u in reefknot.json_lines("users", "list")}
 
 
