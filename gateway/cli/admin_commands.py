@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gateway.cli.base import (
+    EX_USAGE,
     Context,
     Exit,
     cli,
@@ -46,5 +47,7 @@ def demo(keep: Path | None) -> None:
     """Run the five scenarios end to end on loopback, narrated (needs no configuration)."""
     from gateway.demo import run_demo
 
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise Exit(EX_USAGE, f"--keep {keep}: the directory is not empty; give a new or an empty one")
     if not run_demo(click.echo, keep):
         raise Exit(1, "the demo failed")

@@ -45,6 +45,10 @@ def test_reefknot_demo_plays_the_five_scenarios_and_leaves_their_calendars_behin
         assert title in done.stdout
     assert "✗" not in done.stdout
 
+    again = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--keep", str(kept)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert again.returncode == 64 and "not empty" in again.stderr  # the kept site is left as it was
+
     export = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(kept / "reefknot.toml"),
                              "calendar", "export", ALICE], capture_output=True, text=True, cwd=ROOT, check=True)
     answers = {
