@@ -222,6 +222,7 @@ def test_ingest_from_stdin_in_a_fresh_directory_creates_the_embedded_database(tm
     )
     assert result.returncode == 0, result.stderr
     assert b"ignored (no-calendar-part)" in result.stdout and (tmp_path / "reefknot.db").exists()
+    assert f"built-in defaults, database sqlite:///reefknot.db (in {tmp_path})".encode() in result.stderr
 
 
 def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
