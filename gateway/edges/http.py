@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text as sql
 
 from gateway.adapters import deadline
 from gateway.adapters.clock import utcnow
@@ -62,6 +63,7 @@ class HttpFace:
         self.app.add_routes([
             web.get("/freebusy/{addresses}", self.freebusy),
             web.get("/calendars/{address}.ics", self.feed),
+            web.get("/healthz", self.healthz),
             *self.caldav.routes(),
         ])
         self._runner: web.AppRunner | None = None
@@ -90,6 +92,19 @@ class HttpFace:
             return web.Response(status=error.status, text=error.args[0] + "\n")
         log.info("free/busy of %s for %s", ", ".join(addresses), reader)
         return web.Response(text=text, content_type=CALENDAR, charset="utf-8")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the database answers (a load balancer's or monitor's probe), else 503."""
+        try:
+            await self._run_raw(self._database_answers)
+        except Exception as error:  # whatever the database says, the probe's answer is "not healthy"
+            log.error("health check: the database does not answer: %s", error)
+            return web.Response(status=503, text="database unavailable\n")
+        return web.Response(text="ok\n")
+
+    def _database_answers(self) -> None:
+        with self.db.reading() as session:
+            session.execute(sql("SELECT 1"))
 
     async def feed(self, request: web.Request) -> web.Response:
         address, token = request.match_info["address"], request.query.get("token", "")

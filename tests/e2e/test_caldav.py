@@ -266,3 +266,8 @@ def test_a_put_stored_as_sent_gets_its_etag_and_a_rewritten_one_does_not(site: C
     stored = site.request("GET", path + "r.ics").body
     again = site.request("PUT", path + "r2.ics", stored.replace("rewrite-1", "rewrite-2"))
     assert again.status == 201 and again.headers.get("etag") == site.request("GET", path + "r2.ics").headers["etag"]
+
+
+def test_the_health_probe_answers_without_signing_in(site: CalDavSite) -> None:
+    answer = site.request("GET", "/healthz", user=None)
+    assert (answer.status, answer.body) == (200, "ok\n")
