@@ -29,7 +29,7 @@ from gateway.cli.base import (
 from gateway.adapters.clock import utcnow
 from gateway.settings.config import Config, ConfigError
 from gateway.core.mail.envelope import Envelope
-from gateway.service import delivery_attempts, processing, routing
+from gateway.service import delivery_attempts, processing, quarantine, routing
 from gateway.store import intake, outbox
 from gateway.store.db import SchemaOutdated
 from gateway.store.intake import IntakeState
@@ -245,6 +245,33 @@ def quarantine_list(context: Context, as_json: bool, limit: int, after_id: int) 
         rows = [{**r, "recipients": ", ".join(m.recipients)} for r, m in zip(rows, held)]
     emit(rows, as_json, ["id", "received_at", "sender", "recipients", "reason", "detail"])
     emit_more(more, last_id, as_json)
+
+
+@quarantine_group.command("show")
+@click.argument("intake_id", type=int)
+@click.option("--raw", is_flag=True, help="print the message itself, as it arrived")
+@pass_context
+@guarded
+def quarantine_show(context: Context, intake_id: int, raw: bool) -> None:
+    """What a held message is and why it is held: sender, subject, method, UID, summary, organizer, attendees."""
+    with context.database().transaction() as session:
+        try:
+            held = quarantine.describe_held(session, intake_id)
+        except intake.IntakeNotFound as error:
+            raise Exit(EX_DATAERR, str(error)) from error
+    if raw:
+        click.echo(held.raw.decode("utf-8", "replace"), nl=False)
+        return
+    lines = [f"intake {held.id}: held ({held.reason}){': ' + held.detail if held.detail else ''}",
+             f"envelope: from <{held.sender}> to {', '.join(held.recipients)}",
+             f"from: {held.from_address}", f"subject: {held.subject}", f"message-id: {held.message_id}"]
+    for number, part in enumerate(held.parts, 1):
+        if part.problem:
+            lines.append(f"calendar part {number}: unreadable: {part.problem}")
+            continue
+        lines += [f"calendar part {number}: {part.method} {part.uid}", f"  summary: {part.summary}",
+                  f"  organizer: {part.organizer}", f"  attendees: {', '.join(part.attendees)}"]
+    click.echo("\n".join(lines))
 
 
 @quarantine_group.command("release")

@@ -92,6 +92,12 @@ def load(session: Session, intake_id: int, *, states: Sequence[IntakeState] = (I
                   row.attempts, row.claims)
 
 
+def outcome_of(session: Session, intake_id: int) -> tuple[str, str]:
+    """The reason and detail recorded for a message."""
+    row = session.execute(select(IntakeMessage.reason, IntakeMessage.detail).where(IntakeMessage.id == intake_id)).first()
+    return (row.reason, row.detail) if row is not None else ("", "")
+
+
 def finish(session: Session, intake_id: int, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
     """Record where a processed message ends up."""
     values = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now, "claimed_until": None,

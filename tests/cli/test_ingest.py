@@ -266,3 +266,15 @@ def test_ingest_refuses_a_recipient_who_is_not_local_with_67_and_keeps_nothing(r
     mail = imip_mail(tmp_path, "stranger", "carol@bar.example", "nobody@foo.example", REQUEST, "REQUEST")
     assert "intake" not in reefknot("ingest", "--recipient", "nobody@foo.example", str(mail), expect=67)
     assert reefknot.json_lines("quarantine") == []
+
+
+def test_quarantine_show_says_what_a_held_message_asks_and_why_it_is_held(reefknot: Reefknot, tmp_path: Path) -> None:
+    mail = imip_mail(tmp_path, "shown", "erin@baz.example", "alice@foo.example", JOURNAL_REQUEST, "REQUEST")
+    assert "held" in reefknot("ingest", "--recipient", "alice@foo.example", "--sender", "erin@baz.example", str(mail))
+    (held,) = reefknot.json_lines("quarantine")
+    shown = reefknot("quarantine", "show", str(held["id"]))
+    assert f"intake {held['id']}: held ({held['reason']})" in shown
+    assert "envelope: from <erin@baz.example> to alice@foo.example" in shown and "subject: REQUEST shown" in shown
+    assert "calendar part 1: REQUEST" in shown
+    assert reefknot("quarantine", "show", str(held["id"]), "--raw").startswith(mail.read_text()[:40])
+    reefknot("quarantine", "show", "999999", expect=65)
