@@ -17,7 +17,8 @@ from icalendar import Calendar, Component, vText
 from gateway.core.calendar.ical import dt_value, serialize_calendar
 from gateway.core.calendar.instances import has_recurrence, is_this_and_future
 from gateway.core.calendar.recurrence import Occurrence, instant_of, span_of
-from gateway.core.dav.filters import TimeRange, instances_in_range, read_time_range
+from gateway.core.dav.filter_tree import TimeRange, read_time_range
+from gateway.core.dav.filters import instances_in_range
 from gateway.core.dav.xml import CALDAV, DavError, qname
 
 MEDIA_TYPE, VERSION = "text/calendar", "2.0"  # the one CALDAV:supported-calendar-data

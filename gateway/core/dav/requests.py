@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 from gateway.core.dav.calendar_data import CalendarDataSpec, parse_calendar_data
-from gateway.core.dav.filters import CompFilter, parse_filter
+from gateway.core.dav.filter_tree import CompFilter, parse_filter
 from gateway.core.dav.xml import CALDAV, DAV, DavError, bad_request, qname
 
 PROP = qname(DAV, "prop")

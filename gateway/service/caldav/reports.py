@@ -17,7 +17,8 @@ from gateway.core.calendar.ical import serialize_calendar
 from gateway.core.dav import paths
 from gateway.core.dav.calendar_data import CalendarDataSpec, render_calendar_data
 from gateway.core.dav.expansion import Found, expand_text, instances_between
-from gateway.core.dav.filters import CompFilter, TimeRange, matches, plain_event_range, time_range_of
+from gateway.core.dav.filter_tree import CompFilter, TimeRange, plain_event_range, time_range_of
+from gateway.core.dav.filters import matches
 from gateway.core.dav.paths import Kind
 from gateway.core.dav.properties import LAST_MODIFIED, PrincipalView, object_base, object_properties
 from gateway.core.dav.requests import (

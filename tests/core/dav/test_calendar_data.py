@@ -16,7 +16,7 @@ from gateway.core.dav.calendar_data import (
     parse_calendar_data,
     render_calendar_data,
 )
-from gateway.core.dav.filters import TimeRange
+from gateway.core.dav.filter_tree import TimeRange
 from gateway.core.dav.xml import CALDAV, DavError, parse_body, qname
 
 CAL = 'xmlns:C="urn:ietf:params:xml:ns:caldav"'

@@ -10,7 +10,7 @@ from gateway.core.calendar.ical import parse_calendar, serialize_calendar
 from gateway.core.calendar.recurrence import read_times
 from gateway.core.dav.calendar_data import expand_calendar
 from gateway.core.dav.expansion import expand_text, instances_between
-from gateway.core.dav.filters import TimeRange
+from gateway.core.dav.filter_tree import TimeRange
 
 LO, HI = datetime(2027, 3, 20, tzinfo=UTC), datetime(2027, 4, 20, tzinfo=UTC)
 

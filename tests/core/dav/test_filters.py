@@ -9,17 +9,16 @@ import pytest
 from icalendar import Calendar
 
 from gateway.core.calendar.ical import parse_calendar
-from gateway.core.dav.filters import (
+from gateway.core.dav.filter_tree import (
     CompFilter,
     ParamFilter,
     PropFilter,
     TextMatch,
     TimeRange,
-    instances_in_range,
-    matches,
     parse_filter,
     time_range_of,
 )
+from gateway.core.dav.filters import instances_in_range, matches
 from gateway.core.dav.xml import CALDAV, DavError, parse_body, qname
 
 BERLIN = ZoneInfo("Europe/Berlin")
