@@ -23,6 +23,7 @@ SIGHUP: ``reload()``. systemd is told READY once every listener listens, pinged 
 
 from __future__ import annotations
 
+from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 import os
@@ -289,6 +290,9 @@ class Daemon:
         trust = self.trust
         receipts = process_queued(self.db, utcnow(), BATCH, trust, self.gate, budget=self.config.message_timeout,
                                   stopping=give_up, in_flight=self.in_flight)
+        for receipt in receipts:
+            METRICS.processed.labels(receipt.state.value, receipt.reason).inc()
+            METRICS.processing_seconds.observe(receipt.seconds)
         if receipts and self.sender is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
         return receipts

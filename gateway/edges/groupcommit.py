@@ -9,6 +9,7 @@ with it (the transaction is atomic) and each client gets a temporary failure.
 
 from __future__ import annotations
 
+from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 from concurrent.futures import Executor
@@ -75,7 +76,10 @@ class GroupCommitter:
         return batch
 
     def _commit(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        return self.gate.run(lambda: take_in(self.db, items, utcnow()), urgent=True)
+        ids = self.gate.run(lambda: take_in(self.db, items, utcnow()), urgent=True)
+        for _raw, envelope in items:
+            METRICS.taken_in.labels(envelope.source).inc()
+        return ids
 
 
 def _consume(future: asyncio.Future[int]) -> None:

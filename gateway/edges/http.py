@@ -26,13 +26,14 @@ from aiohttp import web
 from sqlalchemy import text as sql
 
 from gateway.adapters import deadline
+from gateway.adapters.metrics import CONTENT_TYPE, METRICS
 from gateway.adapters.clock import utcnow
 from gateway.core.dav.xml import MAX_BODY
 from gateway.edges.caldav import CalDavFace
 from gateway.settings.config import HttpOptions, Listener
 from gateway.core.calendar.ical import serialize_calendar
 from gateway.adapters.deadline import DeadlineExceeded
-from gateway.service import freebusy, publishing
+from gateway.service import freebusy, observability, publishing
 from gateway.service.trust import Trust
 from gateway.store.db import Database
 
@@ -64,6 +65,7 @@ class HttpFace:
             web.get("/freebusy/{addresses}", self.freebusy),
             web.get("/calendars/{address}.ics", self.feed),
             web.get("/healthz", self.healthz),
+            web.get("/metrics", self.metrics),
             *self.caldav.routes(),
         ])
         self._runner: web.AppRunner | None = None
@@ -101,6 +103,11 @@ class HttpFace:
             log.error("health check: the database does not answer: %s", error)
             return web.Response(status=503, text="database unavailable\n")
         return web.Response(text="ok\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus metrics: this process's counters and the queues as they stand."""
+        body = await self._run_raw(lambda: METRICS.exposition(observability.queue_depths(self.db, self.clock())))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     def _database_answers(self) -> None:
         with self.db.reading() as session:

@@ -16,6 +16,7 @@ before the change may be taken twice, which the engine's ledger makes harmless.
 
 from __future__ import annotations
 
+from gateway.adapters.metrics import METRICS
 import logging
 import random
 import threading
@@ -233,7 +234,9 @@ class ImapPoller:
         return len(present)
 
     def _commit(self, messages: list[tuple[bytes, Envelope]], position: MailboxPosition) -> list[int]:
-        return take_in(self.db, messages, self.clock(), mailbox=(self.key, position))
+        ids = take_in(self.db, messages, self.clock(), mailbox=(self.key, position))
+        METRICS.taken_in.labels(SOURCE).inc(len(ids))
+        return ids
 
     def _envelope(self, raw: bytes) -> Envelope:
         return Envelope(return_path_of(raw), self.account.recipients, SOURCE)

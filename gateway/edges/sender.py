@@ -11,6 +11,7 @@ fails with its reason; no row stops the loop. Nothing here reads iCalendar.
 
 from __future__ import annotations
 
+from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 from collections.abc import Callable
@@ -104,7 +105,10 @@ class Sender:
 
     async def _send(self, session: SmarthostSession, row: OutboxRecord) -> SendResult:
         attempt = await self._attempt(session, row)
-        return await self._store(delivery_attempts.record_attempt, self.db, row.id, attempt, self.policy, self.clock())
+        result: SendResult = await self._store(delivery_attempts.record_attempt, self.db, row.id, attempt, self.policy,
+                                               self.clock())
+        METRICS.deliveries.labels(result.state.value).inc()
+        return result
 
     async def _attempt(self, session: SmarthostSession, row: OutboxRecord) -> Attempt:
         try:

@@ -14,6 +14,7 @@ killed its processor each time (out of memory, a crash): the next claim holds it
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ class Receipt:
     intake_id: int
     state: IntakeState
     reason: str = ""
+    seconds: float = 0.0  # how long processing it took
 
 
 def take_in(
@@ -114,10 +116,11 @@ def process_queued(
             if stopping():
                 gate.run(_release, db, ids[n:])
                 break
+            began = time.monotonic()
             receipt = gate.run(_process_claimed, db, intake_id, now, trust, budget)
             flight.discard(intake_id)
             if receipt is not None:
-                receipts.append(receipt)
+                receipts.append(replace(receipt, seconds=time.monotonic() - began))
     finally:
         flight.difference_update(ids)
     return receipts
