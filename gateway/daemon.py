@@ -148,7 +148,8 @@ class Daemon:
     def _start_sender(self) -> asyncio.Task[None] | None:
         """Send the outbox when ``[outbound]`` is configured; a bare install never dials port 25."""
         if not self.config.sends_mail:
-            log.info("no [outbound] section: the outbox is kept, not sent")
+            log.warning("no [outbound] section: invitations and answers for outside people are queued and never "
+                        "sent; add [outbound] (README \"Sending mail out\") to send them")
             return None
         try:
             self.sender = Sender(self.config, self.db, composer_for(self.config), gate=self.gate)
