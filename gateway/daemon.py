@@ -45,6 +45,7 @@ from gateway.edges.sender import Sender
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
+from gateway.service import retention
 from gateway.service.processing import Receipt, process_queued, release_claims
 from gateway.adapters.dkim import KeyResolver
 from gateway.service.trust import Trust, load_trust
@@ -59,6 +60,7 @@ DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queue
 CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown
 STOP_LIMIT = 10.0  # seconds past the message budget that a stopping processor may take to finish its message
 MAX_BACKOFF = 30.0
+HOUSEKEEPING_INTERVAL = 3600.0  # seconds between passes that forget what [retention] no longer keeps
 
 
 
@@ -106,6 +108,7 @@ class Daemon:
         processors = [asyncio.create_task(self._process_loop(), name=f"processor {n}")
                       for n in range(self.config.processing_workers)]
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         sdnotify.notify(sdnotify.READY)
         log.info("ready: %d listeners, %d IMAP pollers, %d processors, database %s; %s", len(self.listeners),
                  len(self.pollers), len(processors), self.db.engine.url.render_as_string(), _describe(self.trust))
@@ -117,6 +120,7 @@ class Daemon:
             await self.http.close()
         await self._stop_pollers()
         watchdog.cancel()
+        housekeeping.cancel()
         if processors and not await self._processors_stopped(processors):
             self._abandon()
         emptied = await self._drain_once() if processors else True
@@ -306,6 +310,20 @@ class Daemon:
         except Exception as error:
             _log_failure(error, "final drain skipped")
             return False
+
+    async def _housekeeping(self) -> None:
+        """Forget, every hour, the history ``[retention]`` no longer keeps (and once at start)."""
+        assert self._loop is not None
+        while True:
+            try:
+                pruned = await self._loop.run_in_executor(
+                    self.processor_pool, lambda: self.gate.run(retention.prune, self.db, utcnow(), self.config.retention))
+                if pruned.raw_messages or pruned.inbox_lines or pruned.outbox_rows:
+                    log.info("retention: forgot %d raw messages, %d inbox lines, %d outbox rows",
+                             pruned.raw_messages, pruned.inbox_lines, pruned.outbox_rows)
+            except Exception as error:  # pruning is never worth stopping for; it is tried again in an hour
+                _log_failure(error, "history not pruned this hour")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()

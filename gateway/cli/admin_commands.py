@@ -14,6 +14,8 @@ from gateway.cli.base import (
     guarded,
     pass_context,
 )
+from gateway.adapters.clock import utcnow
+from gateway.service import retention
 
 
 @cli.group()
@@ -28,6 +30,16 @@ def db_upgrade(context: Context) -> None:
     """Apply schema migrations."""
     context.database(prepare=False).upgrade()
     click.echo("database is up to date")
+
+
+@db.command("prune")
+@pass_context
+@guarded
+def db_prune(context: Context) -> None:
+    """Forget now what [retention] no longer keeps (serve does it every hour)."""
+    pruned = retention.prune(context.database(), utcnow(), context.config.retention)
+    click.echo(f"forgot {pruned.raw_messages} raw messages, {pruned.inbox_lines} inbox lines, "
+               f"{pruned.outbox_rows} outbox rows")
 
 
 @cli.command("check-config")

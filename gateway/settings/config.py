@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+from datetime import timedelta
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,15 @@ class HttpOptions:
 
 
 @dataclass(frozen=True)
+class RetentionOptions:
+    """``[retention]``: how long history is kept — raw bytes of handled messages, inbox lines, finished outbox rows."""
+
+    raw_messages: timedelta = timedelta(days=7)
+    inbox: timedelta = timedelta(days=400)
+    outbox: timedelta = timedelta(days=90)
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str = "sqlite:///reefknot.db"
     smtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10025),)
@@ -293,10 +303,11 @@ class Config:
     http_options: HttpOptions = HttpOptions()
     policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
     trust: TrustOptions = TrustOptions()
+    retention: RetentionOptions = RetentionOptions()
     source: str = "built-in defaults"
 
 
-SECTIONS = ("database", "smtp", "lmtp", "processing", "imap", "outbound", "http", "policy", "trust")
+SECTIONS = ("database", "smtp", "lmtp", "processing", "imap", "outbound", "http", "policy", "trust", "retention")
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -330,7 +341,8 @@ class _Reading:
     def config(self) -> Config:
         return Config(
             **self.database(), **self.intake("smtp"), **self.intake("lmtp"), **self.processing(), **self.imap(),
-            **self.outbound(), **self.http(), **self.policy(), **self.trust(), source=str(self.path),
+            **self.outbound(), **self.http(), **self.policy(), **self.trust(), **self.retention(),
+            source=str(self.path),
         )
 
     def section(self, name: str, allowed: tuple[str, ...]) -> Table:
@@ -400,6 +412,13 @@ class _Reading:
         with located(self.path, self.lines, "policy"):
             files = self.section("policy", ("files",)).strings("files")
         return {"policy_files": tuple(str(self.path.parent / p) for p in files)}
+
+    def retention(self) -> dict[str, Any]:
+        with located(self.path, self.lines, "retention"):
+            table = self.section("retention", ("raw_messages", "inbox", "outbox"))
+            defaults = RetentionOptions()
+            return {"retention": RetentionOptions(*(table.duration(name) or getattr(defaults, name)
+                                                    for name in ("raw_messages", "inbox", "outbox")))}
 
     def trust(self) -> dict[str, Any]:
         with located(self.path, self.lines, "trust"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core.model import Outcome
@@ -117,3 +117,8 @@ def inbox_tag(session: Session, principal_id: int, since: datetime) -> str:
     """Changes whenever an item comes or goes: the newest id and how many there are."""
     row = session.execute(select(func.max(InboxEntry.id), func.count()).where(*_visible(principal_id, since))).one()
     return f"inbox-{row[0] or 0}-{row[1]}"
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Remove inbox lines older than ``before``."""
+    return session.execute(delete(InboxEntry).where(InboxEntry.received_at < before)).rowcount or 0

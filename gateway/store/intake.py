@@ -158,3 +158,11 @@ def drop(session: Session, intake_id: int, now: datetime) -> None:
     """Discard a held message's content, keeping the record (and the reason it was held) that it was dropped."""
     values = {"raw": b"", "state": IntakeState.DROPPED.value, "processed_at": now, "claimed_until": None}
     session.execute(_UPDATE, {"row_id": intake_id, **values})
+
+
+def forget_raw(session: Session, before: datetime) -> int:
+    """Empty the raw bytes of messages handled before ``before`` (done, ignored, dropped); held ones are kept."""
+    handled = (IntakeState.DONE.value, IntakeState.IGNORED.value, IntakeState.DROPPED.value)
+    result = session.execute(update(IntakeMessage).where(
+        IntakeMessage.state.in_(handled), IntakeMessage.processed_at < before, IntakeMessage.raw != b"").values(raw=b""))
+    return result.rowcount or 0

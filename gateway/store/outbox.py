@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import OutboxMessage
@@ -214,3 +214,10 @@ def _finish(row: OutboxMessage, state: OutboxState, now: datetime, error: str) -
     row.last_error = error[:MAX_ERROR]
     row.claimed_until = None
     row.finished_at = now
+
+
+def prune_finished(session: Session, before: datetime) -> int:
+    """Remove rows sent, failed or dropped before ``before``; queued ones stay whatever their age."""
+    finished = (OutboxState.SENT.value, OutboxState.FAILED.value, OutboxState.DROPPED.value)
+    query = delete(OutboxMessage).where(OutboxMessage.state.in_(finished), OutboxMessage.finished_at < before)
+    return session.execute(query).rowcount or 0

@@ -39,6 +39,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[http]\ntls_cert = "missing.pem"\ntls_key = "missing.key"\n', 2, "[http] tls_cert: cannot read"),
         ('[http]\ntls_cert = "missing.pem"\n', 1, "[http] tls_cert and tls_key go together"),  # tls_key: not there
         ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', 2, "[http] trusted_proxies: '10.0.0.0/33' is not an address"),
+        ('[retention]\nraw_messages = "soon"\n', 2, "[retention] bad duration 'soon'"),
+        ('[retention]\nraw_message = "7d"\n', 2, "did you mean 'raw_messages'?"),
     ],
 )
 def test_a_configuration_mistake_names_the_file_the_line_and_the_setting(
