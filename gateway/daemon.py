@@ -109,12 +109,13 @@ class Daemon:
                       for n in range(self.config.processing_workers)]
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
-        sdnotify.notify(sdnotify.READY)
-        log.info("ready: %d listeners, %d IMAP pollers, %d processors, database %s; %s", len(self.listeners),
-                 len(self.pollers), len(processors), self.db.engine.url.render_as_string(), _describe(self.trust))
+        ready = (f"ready: {len(self.listeners)} listeners, {len(self.pollers)} IMAP pollers, {len(processors)} "
+                 f"processors")
+        sdnotify.notify(f"{sdnotify.READY}\n{sdnotify.status(ready)}")
+        log.info("%s, database %s; %s", ready, self.db.engine.url.render_as_string(), _describe(self.trust))
         await self._stop.wait()
         log.info("stopping: no new mail is taken")
-        sdnotify.notify(sdnotify.STOPPING)
+        sdnotify.notify(f"{sdnotify.STOPPING}\n{sdnotify.status('stopping: finishing the messages under way')}")
         await self._close_listeners()
         if self.http is not None:
             await self.http.close()

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
+from gateway.adapters import logformat
 from gateway.cli.base import (
     EX_CONFIG,
     EX_DATAERR,
@@ -98,7 +99,7 @@ def serve(context: Context) -> None:
     """Run the SMTP/LMTP listeners, the IMAP pollers and the processors until SIGTERM."""
     from gateway.daemon import ServeError, run_daemon
 
-    logging.getLogger().setLevel(logging.INFO)  # a daemon logs its state changes
+    logformat.configure(context.config.log.level, context.config.log.format)  # a daemon logs its state changes
     for noisy in ("mail.log", "alembic"):  # aiosmtpd logs every SMTP command, alembic its setup
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

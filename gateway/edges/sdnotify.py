@@ -1,4 +1,4 @@
-"""systemd's notification protocol (sd_notify(3)): READY, WATCHDOG and STOPPING datagrams.
+"""systemd's notification protocol (sd_notify(3)): READY, WATCHDOG, STOPPING and STATUS datagrams.
 
 A plain datagram to the unix socket named by ``$NOTIFY_SOCKET`` (a leading ``@``
 names an abstract socket). Without that variable, or when the manager is gone, a
@@ -16,6 +16,11 @@ READY = "READY=1"
 STOPPING = "STOPPING=1"
 WATCHDOG = "WATCHDOG=1"
 RELOADING = "RELOADING=1"
+
+
+def status(text: str) -> str:
+    """A ``STATUS=`` line: what ``systemctl status`` shows the daemon doing."""
+    return "STATUS=" + text.replace("\n", " ")
 
 
 def notify(state: str) -> bool:

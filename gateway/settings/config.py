@@ -284,6 +284,14 @@ class RetentionOptions:
 
 
 @dataclass(frozen=True)
+class LogOptions:
+    """``[log]``: the lowest level written, and ``text`` or ``json`` lines."""
+
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str = "sqlite:///reefknot.db"
     smtp: tuple[Listener, ...] = (Listener("127.0.0.1", 10025),)
@@ -304,10 +312,11 @@ class Config:
     policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
     trust: TrustOptions = TrustOptions()
     retention: RetentionOptions = RetentionOptions()
+    log: LogOptions = LogOptions()
     source: str = "built-in defaults"
 
 
-SECTIONS = ("database", "smtp", "lmtp", "processing", "imap", "outbound", "http", "policy", "trust", "retention")
+SECTIONS = ("database", "smtp", "lmtp", "processing", "imap", "outbound", "http", "policy", "trust", "retention", "log")
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -342,7 +351,7 @@ class _Reading:
         return Config(
             **self.database(), **self.intake("smtp"), **self.intake("lmtp"), **self.processing(), **self.imap(),
             **self.outbound(), **self.http(), **self.policy(), **self.trust(), **self.retention(),
-            source=str(self.path),
+            **self.log(), source=str(self.path),
         )
 
     def section(self, name: str, allowed: tuple[str, ...]) -> Table:
@@ -412,6 +421,16 @@ class _Reading:
         with located(self.path, self.lines, "policy"):
             files = self.section("policy", ("files",)).strings("files")
         return {"policy_files": tuple(str(self.path.parent / p) for p in files)}
+
+    def log(self) -> dict[str, Any]:
+        with located(self.path, self.lines, "log"):
+            table = self.section("log", ("level", "format"))
+            level, form = table.text("level", "info").lower(), table.text("format", "text").lower()
+            if level not in ("debug", "info", "warning", "error"):
+                raise table.invalid(f"level: {level!r} is not one of debug, info, warning, error", "level")
+            if form not in ("text", "json"):
+                raise table.invalid(f"format: {form!r} is not one of text, json", "format")
+            return {"log": LogOptions(level, form)}
 
     def retention(self) -> dict[str, Any]:
         with located(self.path, self.lines, "retention"):

@@ -94,6 +94,7 @@ def test_serve_creates_the_embedded_database_and_tells_systemd_ready_watchdog_st
     assert daemon.collect_notices().count("WATCHDOG=1") >= 3
     assert daemon.stop() == 0
     assert daemon.notices[0] == "READY=1" and "STOPPING=1" in daemon.notices
+    assert any(n.startswith("STATUS=ready: ") for n in daemon.notices)  # what systemctl status shows
     log = daemon.log()
     assert "ready: 2 listeners" in log and "stopped; the queue is empty" in log
 

@@ -41,6 +41,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', 2, "[http] trusted_proxies: '10.0.0.0/33' is not an address"),
         ('[retention]\nraw_messages = "soon"\n', 2, "[retention] bad duration 'soon'"),
         ('[retention]\nraw_message = "7d"\n', 2, "did you mean 'raw_messages'?"),
+        ('[log]\nformat = "xml"\n', 2, "[log] format: 'xml' is not one of text, json"),
     ],
 )
 def test_a_configuration_mistake_names_the_file_the_line_and_the_setting(
