@@ -94,8 +94,10 @@ class Operation:
 def operation_table(events: int, clients: int) -> list[Operation]:
     return [
         Operation("initial", f"initial sync-collection ({events:,} members, getetag)", Target(p50=500)),
+        Operation("initial-changed", "  the same, each after an edit (nothing kept)", Target(p50=500)),
         Operation("delta", "delta sync-collection (1 change)", Target(p50=30)),
         Operation("month", "calendar-query, 1 month, expand + calendar-data", Target(p50=150)),
+        Operation("month-changed", "  the same, each after an edit (nothing kept)", Target(p50=150)),
         Operation("multiget", "calendar-multiget, 100 hrefs", Target(p50=50)),
         Operation("put", "PUT new event", Target(p50=30)),
         Operation("meeting", "PUT new event, organizer + 10 attendees", Target(p50=100, p99=300)),
@@ -122,6 +124,8 @@ def measure(server: servers.Server, objects: list[workload.CalendarObject], args
         ("delta", lambda: operations.delta_sync(state, args.runs)),
         ("put", lambda: operations.put_new(state, args.runs, workload.plain_event)),
         ("meeting", lambda: operations.put_new(state, args.runs, workload.meeting_event)),
+        ("initial-changed", lambda: operations.initial_sync(state, args.runs, after_a_change=True)),
+        ("month-changed", lambda: operations.month_query(state, args.runs, after_a_change=True)),
         ("concurrent", lambda: operations.concurrent_syncs(server, args.clients, args.rounds)),
     ]
     outcomes = {}

@@ -119,9 +119,20 @@ def seed(server: Server, objects: list[workload.CalendarObject], clients: int) -
     return time.perf_counter() - started, stored, first_error
 
 
-def initial_sync(state: State, runs: int) -> Outcome:
-    """RFC 6578 sync-collection from no token: every member with its ETag; keeps the last token and the ETags."""
-    def run(_: int) -> Reply:
+def change_one(state: State, i: int) -> None:
+    """An untimed edit of one seeded object, so that what comes next finds the calendar changed (nothing kept)."""
+    item = workload.changed_object(state.objects[(i * 7919 + 13) % len(state.objects)], 100_000 + i)
+    state.client.expect("PUT", state.server.href(item.name), (200, 201, 204), item.text.encode(), ICALENDAR)
+
+
+def initial_sync(state: State, runs: int, *, after_a_change: bool = False) -> Outcome:
+    """RFC 6578 sync-collection from no token: every member with its ETag; keeps the last token and the ETags.
+
+    ``after_a_change``: each run follows an untimed edit, so a server cannot answer from what it kept.
+    """
+    def run(i: int) -> Reply:
+        if after_a_change:
+            change_one(state, i)
         reply = state.client.expect("REPORT", state.server.calendar, (207,), workload.sync_collection(),
                                     {"Depth": "0"})
         found = read_multistatus(reply.body)
@@ -169,11 +180,16 @@ def month_bounds(anchor: date, offset: int) -> tuple[datetime, datetime]:
     return start, datetime(following // 12, following % 12 + 1, 1, tzinfo=UTC)
 
 
-def month_query(state: State, runs: int) -> Outcome:
-    """calendar-query of one month with expand, a different month each run (six back to five ahead)."""
+def month_query(state: State, runs: int, *, after_a_change: bool = False) -> Outcome:
+    """calendar-query of one month with expand, a different month each run (six back to five ahead).
+
+    ``after_a_change``: each run follows an untimed edit, so a server cannot answer from what it kept.
+    """
     counts: list[tuple[int, int]] = []
 
     def run(i: int) -> Reply:
+        if after_a_change:
+            change_one(state, i)
         start, end = month_bounds(state.anchor, (i % 12) - 6 if i >= 0 else 0)
         reply = state.client.expect("REPORT", state.server.calendar, (207,),
                                     workload.calendar_query_expanded(start, end), {"Depth": "1"})

@@ -37,6 +37,7 @@ PARSED_SIZE = 4096
 TIMES_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
 CALENDAR_TIMES_SIZE = 256  # principals whose whole list of times is kept
 ANSWERS_SIZE = 32  # report answers kept; one initial sync of a 10,000-object calendar is about 1.5 MB
+EXPANDED_SIZE = 20_000  # expanded objects kept: a year of months of a 1,000-series calendar, about 20 MB
 CACHES = "reefknot.caches"  # session.info: the handle's caches
 
 
@@ -135,6 +136,9 @@ class StoreCaches:
         # CalDAV report answers, by the calendar's change count and the question: 20 clients syncing at once
         # an unchanged calendar share one answer
         self.answers: MadeOnce[tuple[Any, ...], Any] = MadeOnce(ANSWERS_SIZE)
+        # one object's expanded calendar-data for one range, by (row id, revision, range): a changed object
+        # is expanded again, the rest of the calendar is not
+        self.expanded: Recent[tuple[int, int, Any], str] = Recent(EXPANDED_SIZE)
 
     def parse(self, text: str) -> Calendar:
         """The object a text holds, parsed once for every later load of the same text."""

@@ -184,6 +184,7 @@ class _Renderer:
         self.dated = props.wants(LAST_MODIFIED) or props.names_only
         self.spec = props.calendar_data
         self.parse = caches_of(session).parse
+        self.expansions = caches_of(session).expanded
         self.expanding = self.spec.expand is not None and self.spec == CalendarDataSpec(expand=self.spec.expand)
         self.query_range = query_range
 
@@ -205,12 +206,19 @@ class _Renderer:
         return render_calendar_data(member.ical, calendar, self.spec)
 
     def _expanded(self, member: Member, span: TimeRange, instances: Found | None) -> str | None:
+        key = (member.row_id, member.revision, span)
+        kept = self.expansions.get(key)
+        if kept is not None:
+            return kept
         times = calendars.times_of(self.session, member.row_id, member.revision, member.ical)
         if times is None:
             return None
         if instances is None or span != self.query_range:
             instances = instances_between(times, *span.bounds())
-        return expand_text(member.ical, times, instances)
+        written = expand_text(member.ical, times, instances)
+        if written is not None:
+            self.expansions.put(key, written)
+        return written
 
 
 def _inbox_items(session: Session, request: Request) -> list[inbox.InboxItem]:
