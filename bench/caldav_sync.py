@@ -35,6 +35,8 @@ young) is reported per operation; the rest still runs.
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,10 +49,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "caldav"))
 
-import operations  # noqa: E402
-import servers  # noqa: E402
-import workload  # noqa: E402
-from operations import Outcome, State, percentile  # noqa: E402
+import operations
+import servers
+import workload
+from operations import Outcome, State, percentile
 
 HERE = Path(__file__).resolve().parent
 REFS_VENV = HERE / "caldav" / ".venv"
@@ -105,10 +107,18 @@ def operation_table(events: int, clients: int) -> list[Operation]:
     ]
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT: stop the servers and print what was measured."""
+
+
+def stop_on_signal(number: int, frame: object) -> None:
+    raise Stopped(signal.Signals(number).name)
+
+
 def measure(server: servers.Server, objects: list[workload.CalendarObject], args: argparse.Namespace,
-            anchor: datetime) -> tuple[dict[str, Outcome], list[str]]:
-    """Seed, then every operation in turn; the outcomes by key and what to say about the server."""
-    notes = [f"{server.name} ({server.version}), port {server.port}, calendar {server.calendar}"]
+            anchor: datetime, outcomes: dict[str, Outcome], notes: list[str]) -> None:
+    """Seed, then every operation in turn, filling ``outcomes`` by key and ``notes`` as it goes."""
+    notes.append(f"{server.name} ({server.version}), port {server.port}, calendar {server.calendar}")
     counted = Counter(server.problems)
     notes += [f"  setup: {problem}" + (f" (× {n})" if n > 1 else "") for problem, n in counted.items()]
     seconds, stored, error = operations.seed(server, objects, args.seed_clients)
@@ -128,16 +138,17 @@ def measure(server: servers.Server, objects: list[workload.CalendarObject], args
         ("month-changed", lambda: operations.month_query(state, args.runs, after_a_change=True)),
         ("concurrent", lambda: operations.concurrent_syncs(server, args.clients, args.rounds)),
     ]
-    outcomes = {}
     try:
         for key, step in steps:
             started = time.perf_counter()
-            outcomes[key] = step()
-            progress(f"{server.name} {key}: {len(outcomes[key].timings)} timed in {time.perf_counter() - started:.1f} s"
-                     + (f", error {outcomes[key].error}" if outcomes[key].error else ""))
+            outcome = outcomes[key] = step()
+            figures = (f", p50 {figure(percentile(outcome.timings, 0.5))} ms, p99 "
+                       f"{figure(percentile(outcome.timings, 0.99))} ms" if outcome.timings else "")
+            progress(f"{server.name} {key}: {len(outcome.timings)} timed in {time.perf_counter() - started:.1f} s"
+                     + figures + (f"; error {outcome.error}" if outcome.error else ""))
     finally:
         state.client.close()
-    return outcomes, notes
+        notes += [f"  {key}: {outcome.note}" for key, outcome in outcomes.items() if outcome.note]
 
 
 def progress(line: str) -> None:
@@ -189,22 +200,25 @@ def ensure_refs_venv(venv: Path) -> None:
     subprocess.run(["sh", str(HERE / "caldav" / "setup.sh"), str(venv)], check=True)
 
 
-def run_server(name: str, objects: list[workload.CalendarObject], args: argparse.Namespace,
-               anchor: datetime) -> tuple[servers.Server, dict[str, Outcome], list[str]]:
+def run_server(name: str, objects: list[workload.CalendarObject], args: argparse.Namespace, anchor: datetime,
+               results: dict[str, dict[str, Outcome]], notes: list[str]) -> None:
+    """Start one server, measure it into ``results`` under its name, stop it, whatever happens in between."""
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=f"caldav-bench-{name}-", dir=args.keep)
     progress(f"starting {name} in {scratch}")
     server = STARTERS[name](Path(scratch), args.refs_venv)
+    outcomes = results[server.name] = {}
     try:
-        outcomes, notes = measure(server, objects, args, anchor)
+        measure(server, objects, args, anchor, outcomes, notes)
     finally:
         server.stop()
-    if not args.keep:
-        subprocess.run(["rm", "-rf", scratch], check=False)
-    else:
-        notes.append(f"  kept in {scratch}")
-    return server, outcomes, notes
+        if server.problems and server.log_tail():
+            notes += ["  log tail:"] + [f"    {line}" for line in server.log_tail().splitlines()]
+        if args.keep:
+            notes.append(f"  kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:
@@ -232,26 +246,25 @@ def main() -> None:
     size = sum(len(item.text) for item in objects) / len(objects)
     table = operation_table(args.events, args.clients)
     results: dict[str, dict[str, Outcome]] = {}
-    names, all_notes = [], []
-    for name in chosen:
-        server, outcomes, notes = run_server(name, objects, args, anchor)
-        names.append(server.name)
-        results[server.name] = outcomes
-        all_notes += notes + [f"  {op.key}: {outcomes[op.key].note}" for op in table
-                              if op.key in outcomes and outcomes[op.key].note]
-        if server.problems and server.log_tail():
-            all_notes += ["  log tail:"] + [f"    {line}" for line in server.log_tail().splitlines()]
+    notes: list[str] = []
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)
+    try:
+        for name in chosen:
+            run_server(name, objects, args, anchor, results, notes)
+    except Stopped as stop:
+        notes.append(f"stopped by {stop} before the end: the table has what was measured until then")
 
     print(f"CalDAV sync benchmark, {anchor:%Y-%m-%d}: {args.events:,} objects "
           f"({int(args.events * workload.SERIES_SHARE):,} weekly series, {size / 1024:.1f} KiB on average), "
           f"{args.runs} runs each (fewer, marked n=, where one passed {args.budget:g} s), "
           f"{args.clients} × {args.rounds} concurrent syncs; times in ms, "
           "p99 by nearest rank (the largest under 100 runs)\n")
-    footnotes = print_table(names, results, table)
+    footnotes = print_table(list(results), results, table)
     print()
     for n, note in enumerate(footnotes, 1):
         print(f"[{n}] {note}")
-    print("\n```\n" + "\n".join(all_notes) + "\n```")
+    print("\n```\n" + "\n".join(notes) + "\n```")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,11 @@ def seed(server: Server, objects: list[workload.CalendarObject], clients: int) -
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(put_share, [objects[i::clients] for i in range(clients)]))
+        try:
+            list(pool.map(put_share, [objects[i::clients] for i in range(clients)]))
+        except BaseException:
+            stop.set()  # a signal in the main thread: let the workers end after their current PUT
+            raise
     return time.perf_counter() - started, stored, first_error
 
 
@@ -232,6 +236,20 @@ def put_new(state: State, runs: int, make: Callable[[random.Random, date, dateti
     return timed(runs, state.budget, run)
 
 
+def one_new_client(server: Server, barrier: threading.Barrier) -> tuple[float, int, str]:
+    """A client that connects once ``barrier`` lets it and sends an initial sync: (ms, status, connection error)."""
+    client = server.client()
+    try:
+        barrier.wait()
+        started = time.perf_counter()
+        reply = client.request("REPORT", server.calendar, workload.sync_collection(), {"Depth": "0"})
+        return (time.perf_counter() - started) * 1000, reply.status, ""
+    except OSError as error:
+        return 0.0, 0, repr(error)
+    finally:
+        client.close()
+
+
 def concurrent_syncs(server: Server, clients: int, rounds: int) -> Outcome:
     """``rounds`` times, ``clients`` new clients at once, each connecting and sending an initial sync.
 
@@ -240,22 +258,9 @@ def concurrent_syncs(server: Server, clients: int, rounds: int) -> Outcome:
     """
     outcome = Outcome()
     for _ in range(rounds):
-        barrier = threading.Barrier(clients)
-
-        def one(_: int) -> tuple[float, int, str]:
-            client = server.client()
-            try:
-                barrier.wait()
-                started = time.perf_counter()
-                reply = client.request("REPORT", server.calendar, workload.sync_collection(), {"Depth": "0"})
-                return (time.perf_counter() - started) * 1000, reply.status, ""
-            except OSError as error:
-                return 0.0, 0, repr(error)
-            finally:
-                client.close()
-
+        barriers = [threading.Barrier(clients)] * clients
         with ThreadPoolExecutor(clients) as pool:
-            for ms, status, error in pool.map(one, range(clients)):
+            for ms, status, error in pool.map(one_new_client, [server] * clients, barriers):
                 if status == 207:
                     outcome.timings.append(ms)
                 elif status >= 500:

@@ -90,7 +90,7 @@ def launch(server: Server, argv: list[str], cwd: Path) -> None:
 
 def program_version(argv: list[str]) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except OSError as error:
         return f"({error})"
     return (done.stdout.strip() or done.stderr.strip()).splitlines()[-1] if (done.stdout or done.stderr) else ""
@@ -109,7 +109,7 @@ def check_calendar(server: Server) -> None:
 
 def reefknot_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
 
 
 def write_reefknot_config(directory: Path, http_port: int) -> Path:

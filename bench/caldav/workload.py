@@ -43,11 +43,11 @@ LOCATIONS = (
 DESCRIPTIONS = (
     "Agenda:\n1. Status of the migration\n2. Open issues, risks\n3. Next steps\n\nNotes go to the shared doc.",
     "Please bring the printed contract; parking is behind the building, code 4711.",
-    "Dial-in: +49 30 1234567, PIN 998877#\nJoin from a browser: https://meet.example/abc-defg-hij\n"
-    "If you cannot attend, send a delegate or your update by mail beforehand.",
+    ("Dial-in: +49 30 1234567, PIN 998877#\nJoin from a browser: https://meet.example/abc-defg-hij\n"
+     "If you cannot attend, send a delegate or your update by mail beforehand."),
     "",
-    "Quarterly numbers, the hiring plan and the office move. The slides are attached to the invitation; "
-    "read them before the meeting, so that we can use the time for questions.",
+    ("Quarterly numbers, the hiring plan and the office move. The slides are attached to the invitation; "
+     "read them before the meeting, so that we can use the time for questions."),
 )
 DAYS = ("MO", "TU", "WE", "TH", "FR")
 
