@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import OperationalError
 
-from gateway.settings.config import Config, ConfigError, find_config_file, load_config
+from gateway.settings.config import Config, ConfigError, load_config
 from gateway.core.itip.edits import EditError
 from gateway.service.trust import Trust, load_trust
 from gateway.store import directory
@@ -65,7 +65,7 @@ class Context:
 
     def database(self, *, prepare: bool = True) -> Database:
         if self._db is None:
-            if find_config_file(self.config_path) is None:  # say so: the database is wherever this runs
+            if self.config.source == Config.source:  # no file was read: the database is wherever this runs
                 click.echo(f"reefknot: no configuration file; built-in defaults, database "
                            f"{self.config.database_url} (in {Path.cwd()})", err=True)
             self._db = Database(self.config.database_url)

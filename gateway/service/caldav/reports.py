@@ -40,8 +40,6 @@ from gateway.store.caches import caches_of
 from gateway.store.collections import CalendarInfo
 from gateway.store.members import Member
 
-WHOLE = CalendarDataSpec()
-
 
 @dataclass(frozen=True)
 class Multistatus:
@@ -141,7 +139,6 @@ def sync_collection(session: Session, request: Request, report: SyncCollection) 
         raise DavError(403, "unsupported-report", "sync-collection is served on calendars and the home",
                        condition=qname("DAV:", "supported-report"))
     calendar = calendar_of(session, request)
-    read_token(report.token, calendar.id, calendar.sync_seq, calendar.pruned_through)
     return _answered_once(session, request, calendar, report, lambda: _sync(session, request, calendar, report))
 
 
@@ -196,7 +193,7 @@ class _Renderer:
         return response(href, self.props, values)
 
     def calendar_data(self, member: Member, instances: Found | None) -> str:
-        if self.spec == WHOLE:
+        if self.spec.whole:
             return member.ical
         if self.expanding and self.spec.expand is not None and member.component == "VEVENT":
             written = self._expanded(member, self.spec.expand, instances)
