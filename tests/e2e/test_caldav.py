@@ -5,9 +5,7 @@ The scheduling scenarios driven through CalDAV are in ``test_caldav_scheduling``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import unquote
 
 import caldav
@@ -16,7 +14,8 @@ from caldav.lib.error import AuthorizationError, NotFoundError
 
 from gateway.core.calendar.ical import parse_calendar
 from gateway.core.dav.xml import parse_body
-from tests.peers.caldav_site import ALICE, BOB, CalDavSite, caldav_site
+from tests.peers.caldav_site import ALICE, BOB, CalDavSite
+from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 
 PLAIN = """BEGIN:VCALENDAR
 VERSION:2.0
@@ -46,11 +45,6 @@ END:VCALENDAR
 """
 NS = 'xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"'
 
-
-@pytest.fixture
-def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
-    with caldav_site(tmp_path, capsys) as running:
-        yield running
 
 
 def plain(uid: str, summary: str = "Lunch", start: str = "20270310T120000Z", end: str = "20270310T130000Z") -> str:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import email
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import parseaddr
-from pathlib import Path
 
-import pytest
 
 from gateway.core.calendar.ical import (
     components_of,
@@ -25,7 +23,8 @@ from gateway.core.calendar.ical import (
     set_attendees,
 )
 from gateway.core.dav.xml import parse_body
-from tests.peers.caldav_site import ALICE, BOB, CAROL, FRED, ROOM, CalDavSite, caldav_site
+from tests.peers.caldav_site import ALICE, BOB, CAROL, FRED, ROOM, CalDavSite
+from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 from tests.peers.servers import LOOPBACK
 from tests.peers.sink import Received
 
@@ -45,11 +44,6 @@ END:VCALENDAR
 """
 NS = 'xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"'
 
-
-@pytest.fixture
-def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
-    with caldav_site(tmp_path, capsys) as running:
-        yield running
 
 
 def meeting(uid: str, *attendees: str, organizer: bool = True) -> str:

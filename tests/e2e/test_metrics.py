@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 
-from tests.peers.caldav_site import ALICE, CAROL, CalDavSite, caldav_site
+from tests.peers.caldav_site import ALICE, CAROL, CalDavSite
+from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 
 INVITATION = """BEGIN:VCALENDAR
 VERSION:2.0
@@ -28,11 +26,6 @@ END:VEVENT
 END:VCALENDAR
 """
 
-
-@pytest.fixture
-def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
-    with caldav_site(tmp_path, capsys) as running:
-        yield running
 
 
 def sample(text: str, name: str, **labels: str) -> float:

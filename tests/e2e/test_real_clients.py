@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,7 +29,8 @@ from icalendar import Calendar
 
 from gateway.core.calendar.ical import parse_calendar
 from gateway.core.dav.xml import parse_body
-from tests.peers.caldav_site import ALICE, Answer, CalDavSite, caldav_site
+from tests.peers.caldav_site import ALICE, Answer, CalDavSite
+from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 
 BIN = Path(sys.executable).parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Evolution's GObject bindings come from the distribution, not from PyPI
@@ -364,11 +365,6 @@ def run_eds(tmp_path: Path, site: CalDavSite, *, expected: int, create: str, ret
 
 
 # -- the tests -------------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
-    with caldav_site(tmp_path, capsys) as running:
-        yield running
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ import base64
 import http.client
 import ipaddress
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.edges.caldav import may_sign_in
-from tests.peers.caldav_site import ALICE, CalDavSite, caldav_site
+from tests.peers.caldav_site import ALICE, CalDavSite
+from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 from tests.peers.cli import Reefknot
 from tests.peers.serve import ServeProcess, write_config
 from tests.peers.servers import LOOPBACK, _self_signed_cert, free_port
@@ -37,11 +37,6 @@ PEERS = {
 def test_basic_is_accepted_only_over_tls_from_loopback_or_a_trusted_proxy(peer: str, tls: bool, allowed: bool) -> None:
     assert may_sign_in(peer, tls, PROXIES) is allowed
 
-
-@pytest.fixture
-def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
-    with caldav_site(tmp_path, capsys) as running:
-        yield running
 
 
 def test_failed_sign_ins_are_limited_then_refused_with_429(site: CalDavSite) -> None:

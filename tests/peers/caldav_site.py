@@ -3,7 +3,8 @@
 Alice, Bob and the room are local users; carol@bar.example is at a partner with a
 pinned DKIM key (her mail is trusted); fred@mail.example has only email. Each local
 user has an app password; ``client`` gives a real ``caldav`` library client for one,
-``request`` a raw HTTP exchange for what the library does not expose.
+``request`` a raw HTTP exchange for what the library does not expose. The ``site``
+fixture is one such site for one test.
 """
 
 from __future__ import annotations
@@ -128,3 +129,10 @@ def caldav_site(tmp_path: Path, capsys: pytest.CaptureFixture[str], *, freebusy_
             yield CalDavSite(run, http_port, smtp_port, database_url, peer, carol, passwords)
         finally:
             daemon.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[CalDavSite]:
+    """A running site for one test; a test module imports it to use it."""
+    with caldav_site(tmp_path, capsys) as running:
+        yield running
