@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.http import HttpFace
 from gateway.edges.sender import Sender
+from gateway.edges.nexthop import NextHopClient
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
@@ -213,10 +215,12 @@ class Daemon:
             ("smtp", self.config.smtp, self.config.smtp_options),
             ("lmtp", self.config.lmtp, self.config.lmtp_options),
         ):
+            hop = options.next_hop
+            client = NextHopClient(hop, hostname=options.hostname or socket.gethostname()) if hop else None
             for address in addresses:
                 handler = IntakeHandler(
                     self.db, self.committer, self.wake, source=protocol, mode=Mode(options.mode),
-                    lmtp=protocol == "lmtp",
+                    lmtp=protocol == "lmtp", next_hop=client,
                 )
                 listener = IntakeListener(protocol, address, options, handler)
                 self.listeners.append(listener)

@@ -9,13 +9,14 @@ with it (the transaction is atomic) and each client gets a temporary failure.
 
 from __future__ import annotations
 
-from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 from concurrent.futures import Executor
 
 from gateway.adapters.clock import utcnow
+from gateway.adapters.metrics import METRICS
 from gateway.core.mail.envelope import Envelope
+from gateway.service.handoff import HandedOn
 from gateway.service.processing import take_in
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
@@ -33,13 +34,14 @@ class GroupCommitter:
         self.db = db
         self.executor = executor
         self.gate = gate
-        self._waiting: list[tuple[bytes, Envelope, asyncio.Future[int]]] = []
+        self._waiting: list[tuple[bytes, Envelope, HandedOn | None, asyncio.Future[int]]] = []
         self._committing: asyncio.Task[None] | None = None
 
-    async def enqueue(self, raw: bytes, envelope: Envelope) -> int:
+    async def enqueue(self, raw: bytes, envelope: Envelope, handed_on: HandedOn | None = None) -> int:
+        """``handed_on``: what the mailboxes took of it, committed with it."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume)
-        self._waiting.append((raw, envelope, future))
+        self._waiting.append((raw, envelope, handed_on, future))
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_all())
         return await asyncio.shield(future)  # a client that goes away does not take its message out of the batch
@@ -54,7 +56,7 @@ class GroupCommitter:
         try:
             while self._waiting:
                 batch = self._take_batch()
-                items = [(raw, envelope) for raw, envelope, _ in batch]
+                items = [(raw, envelope, handed) for raw, envelope, handed, _ in batch]
                 try:
                     ids = await loop.run_in_executor(self.executor, self._commit, items)
                 except Exception as error:
@@ -66,18 +68,20 @@ class GroupCommitter:
         finally:
             self._committing = None
 
-    def _take_batch(self) -> list[tuple[bytes, Envelope, asyncio.Future[int]]]:
+    def _take_batch(self) -> list[tuple[bytes, Envelope, HandedOn | None, asyncio.Future[int]]]:
         size, count = 0, 0
-        for raw, _, _ in self._waiting[:MAX_BATCH]:
+        for raw, *_ in self._waiting[:MAX_BATCH]:
             if count and size + len(raw) > MAX_BATCH_BYTES:
                 break
             size, count = size + len(raw), count + 1
         batch, self._waiting = self._waiting[:count], self._waiting[count:]
         return batch
 
-    def _commit(self, items: list[tuple[bytes, Envelope]]) -> list[int]:
-        ids = self.gate.run(lambda: take_in(self.db, items, utcnow()), urgent=True)
-        for _raw, envelope in items:
+    def _commit(self, items: list[tuple[bytes, Envelope, HandedOn | None]]) -> list[int]:
+        messages = [(raw, envelope) for raw, envelope, _ in items]
+        handed = [handed for *_, handed in items]
+        ids = self.gate.run(lambda: take_in(self.db, messages, utcnow(), handed_on=handed), urgent=True)
+        for _raw, envelope, _ in items:
             METRICS.taken_in.labels(envelope.source).inc()
         return ids
 

@@ -8,6 +8,14 @@ accepted recipient gets its own reply after DATA (RFC 2033 §4.2), which aiosmtp
 leaves to the handler; its own one-line answers after DATA (too big, line too long)
 are repeated per recipient here. Any unexpected error, a database that is down
 included, is a temporary failure (451 4.3.0), never aiosmtpd's default permanent 500.
+
+With a ``next_hop`` the listener stands in front of the mailboxes: every message is
+handed on, unchanged, before it is answered, and each recipient gets the mailbox's own
+answer (a refusal stays a refusal). What the mailbox accepted is committed with the
+intake row, so a retry of the same message is answered without a second delivery.
+Reefknot's own reply and bounce addresses are not handed on. Over SMTP, whose single
+answer after DATA cannot differ per recipient, such a listener takes one recipient a
+transaction (452 for the next, RFC 5321 §4.5.3.1.10).
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.exc import OperationalError
 
 from gateway.adapters.clock import utcnow
-from gateway.settings.config import IntakeOptions, Listener, Network
 from gateway.core.mail.envelope import Envelope
+from gateway.core.mail.replyaddress import read_token_address
 from gateway.edges.groupcommit import GroupCommitter
+from gateway.edges.nexthop import NextHopClient
 from gateway.service import routing
+from gateway.service.handoff import HandedOn, already_delivered, message_digest
+from gateway.settings.config import IntakeOptions, Listener, Network
 from gateway.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,9 @@ TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 TOO_BIG = "552 5.3.4 Message too big for system"
 ACCESS_DENIED = "554 5.7.1 Access denied"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down"
+ONE_RECIPIENT = "452 4.5.3 One recipient per message here, send the others again"
+ALREADY_DELIVERED = "250 2.0.0 Ok: already delivered"
+COMMIT_TRIES = 3  # a delivered message whose record fails is tried again before the MTA is asked to retry
 KNOWN_PRINCIPAL_TTL = 10.0  # seconds a local recipient is taken without asking the directory again
 # aiosmtpd's own replies, given their enhanced status codes (RFC 3463).
 STOCK_REPLIES = {
@@ -67,9 +81,10 @@ class IntakeHandler:
 
     def __init__(
         self, db: Database, committer: GroupCommitter, wake: Callable[[], None], *, source: str, mode: Mode,
-        lmtp: bool,
+        lmtp: bool, next_hop: NextHopClient | None = None,
     ) -> None:
         self.db = db
+        self.next_hop = next_hop
         self.committer = committer
         self.wake = wake
         self.source = source
@@ -81,7 +96,10 @@ class IntakeHandler:
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, options: list[str]
     ) -> str:
-        if self.mode is Mode.TRANSPORT and not await self._is_local_principal(address):
+        if self.next_hop is not None and not self.lmtp and envelope.rcpt_tos:
+            return ONE_RECIPIENT
+        mailbox = self.next_hop is not None and read_token_address(address) is None  # the mailbox will say
+        if self.mode is Mode.TRANSPORT and not mailbox and not await self._is_local_principal(address):
             log.info("%s from %s: refused recipient %s (no such local principal)", self.source, _peer(session), address)
             return NO_SUCH_PRINCIPAL.format(address=address)
         envelope.rcpt_tos.append(address)
@@ -90,7 +108,9 @@ class IntakeHandler:
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        mail = Envelope(sender, tuple(envelope.rcpt_tos), self.source)
+        if self.next_hop is not None:
+            return await self._hand_on(self.next_hop, session, envelope, sender)
+        mail = Envelope(sender, await self._recipients(envelope), self.source)
         try:
             intake_id = await self.committer.enqueue(envelope.original_content or b"", mail)
         except Exception as error:
@@ -98,6 +118,57 @@ class IntakeHandler:
             return self._answer(envelope, TEMPFAIL)
         self.wake()
         return self._answer(envelope, QUEUED.format(intake_id=intake_id))
+
+    async def _recipients(self, envelope: SmtpEnvelope) -> tuple[str, ...]:
+        """The envelope's recipients; a copy sent to none of the local principals (a collecting address, as
+        ``recipient_bcc_maps`` gives) is for the local principals the message names: no recipients."""
+        if self.mode is Mode.COPY:
+            local = [r for r in envelope.rcpt_tos if await self._is_local_principal(r)]
+            return tuple(local)
+        return tuple(envelope.rcpt_tos)
+
+    async def _hand_on(self, hop: NextHopClient, session: SmtpSession, envelope: SmtpEnvelope, sender: str) -> str:
+        """Hand the message to the mailboxes that do not have it yet, commit what they took, answer each recipient."""
+        raw = envelope.original_content or b""
+        recipients = list(envelope.rcpt_tos)
+        own = [r for r in recipients if read_token_address(r) is not None]
+        digest = message_digest(sender, raw)
+        try:
+            before = await self._call(already_delivered, self.db, digest, [r for r in recipients if r not in own])
+        except Exception as error:
+            _log_failure(f"{self.source} from {_peer(session)}: message not handed on", error)
+            return self._answer(envelope, TEMPFAIL)
+        due = [r for r in recipients if r not in own and r.lower() not in before]
+        replies = dict(zip(due, await hop.hand_on(sender, due, raw) if due else [], strict=True))
+        taken = [r for r in due if replies[r].accepted]
+        answers = {r: ALREADY_DELIVERED for r in recipients if r.lower() in before}
+        for recipient, reply in replies.items():
+            if not reply.accepted:
+                log.info("%s from %s: %s not taken by %s: %s", self.source, _peer(session), recipient, hop.hop, reply)
+                answers[recipient] = str(reply)
+        if taken or own:
+            queued = await self._commit_handed(session, raw, Envelope(sender, (*taken, *own), self.source),
+                                               HandedOn(digest, tuple(taken)))
+            answers |= dict.fromkeys((*taken, *own), queued)
+        replies_in_order = [answers[r] for r in recipients]
+        return "\r\n".join(replies_in_order) if self.lmtp else replies_in_order[0]
+
+    async def _commit_handed(self, session: SmtpSession, raw: bytes, mail: Envelope, handed: HandedOn) -> str:
+        """Commit a message the mailboxes took; the answer for its recipients. A failure is tried again first,
+        because answering 451 now makes the MTA send it again and the mailboxes get it twice."""
+        for attempt in range(1, COMMIT_TRIES + 1):
+            try:
+                intake_id = await self.committer.enqueue(raw, mail, handed)
+            except Exception as error:
+                if attempt == COMMIT_TRIES:
+                    _log_failure(f"{self.source} from {_peer(session)}: handed on to {', '.join(handed.recipients)}"
+                                 " but not recorded (a retry by the MTA will deliver it again)", error)
+                    return TEMPFAIL
+                await asyncio.sleep(0.2 * attempt)
+            else:
+                self.wake()
+                return QUEUED.format(intake_id=intake_id)
+        return TEMPFAIL
 
     async def handle_exception(self, error: Exception) -> str:
         _log_failure(f"{self.source}: command failed", error)
@@ -255,7 +326,9 @@ class IntakeListener:
         else:
             host = self.address.host or None
             self._server = await loop.create_server(self._protocol, host, self.address.port, reuse_address=True)
-        log.info("%s listening on %s (%s mode)", self.protocol, self.address, self.handler.mode.value)
+        hop = self.handler.next_hop
+        onward = f", every message handed on to {hop.hop}" if hop else ""
+        log.info("%s listening on %s (%s mode%s)", self.protocol, self.address, self.handler.mode.value, onward)
 
     def stop_accepting(self) -> None:
         if self._server is not None:

@@ -29,7 +29,8 @@ from gateway.core.model import Outcome
 from gateway.adapters.deadline import DeadlineExceeded
 from gateway.service.inbound import OPEN_TRUST, IntakeResult, process_message
 from gateway.service.trust import Trust
-from gateway.store import inbox, intake, mailboxes
+from gateway.service.handoff import HandedOn
+from gateway.store import handoffs, inbox, intake, mailboxes
 from gateway.store.db import Database
 from gateway.store.intake import IntakeNotFound, IntakeState, Queued
 from gateway.store.writers import WriteGate
@@ -58,6 +59,7 @@ def take_in(
     now: datetime,
     *,
     mailbox: tuple[MailboxKey, MailboxPosition] | None = None,
+    handed_on: Sequence[HandedOn | None] = (),
 ) -> list[int]:
     """Make messages durable in one commit: the one door into the intake queue. Their intake ids.
 
@@ -65,9 +67,14 @@ def take_in(
     position, which is saved in the same commit, so that once this returns the messages
     are queued and will not be taken from the mailbox again (their UIDs are at most
     ``position.last_uid``): only then may the poller move them out of the folder.
+    A listener in front of the mailboxes gives, per message, what its next hop accepted
+    (``handed_on``), recorded in the same commit.
     """
     with db.transaction() as session:
-        queued = _enqueue(session, messages, now)
+        queued = _enqueue(session, messages, now, [h is not None for h in handed_on])
+        for handed in handed_on:
+            if handed is not None:
+                handoffs.record(session, handed.digest, handed.recipients, now)
         if mailbox is not None:
             mailboxes.save_position(session, *mailbox, now)
     for message, (_raw, envelope) in zip(queued, messages, strict=True):
@@ -85,8 +92,11 @@ def ingest_message(
         return Receipt(message.id, result.state, result.reason)
 
 
-def _enqueue(session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[Queued]:
-    return intake.enqueue_many(session, [(raw, envelope, message_id_field(raw)) for raw, envelope in messages], now)
+def _enqueue(
+    session: Session, messages: Sequence[tuple[bytes, Envelope]], now: datetime, handed_on: Sequence[bool] = (),
+) -> list[Queued]:
+    with_ids = [(raw, envelope, message_id_field(raw)) for raw, envelope in messages]
+    return intake.enqueue_many(session, with_ids, now, handed_on)
 
 
 def process_queued(

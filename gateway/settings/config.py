@@ -120,7 +120,10 @@ def _command(table: Table, key: str) -> tuple[str, ...]:
 
 
 INTAKE_MODES = ("transport", "copy")
-INTAKE_SETTINGS = ("listen", "mode", "max_message_size", "tls_cert", "tls_key", "allowed_networks", "hostname")
+INTAKE_SETTINGS = (
+    "listen", "mode", "max_message_size", "tls_cert", "tls_key", "allowed_networks", "hostname", "next_hop",
+)
+NEXT_HOP_PROTOCOLS = ("lmtp", "smtp")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -140,6 +143,7 @@ class IntakeOptions:
     tls_key: str = ""
     allowed_networks: tuple[Network, ...] = ()
     hostname: str = ""  # in the greeting; empty: this machine's host name
+    next_hop: NextHop | None = None  # in front of the mailboxes: every accepted message is handed on there
 
     @classmethod
     def from_toml(cls, section: dict[str, Any], setting: str) -> IntakeOptions:
@@ -155,7 +159,31 @@ class IntakeOptions:
             networks = tuple(ipaddress.ip_network(v, strict=False) for v in table.strings("allowed_networks"))
         except ValueError as error:
             raise table.invalid(f"allowed_networks: {error}", "allowed_networks") from error
-        return cls(mode, size, cert, key, networks, table.text("hostname"))
+        next_hop = NextHop.parse(table.text("next_hop"), f"{setting} next_hop") if "next_hop" in table else None
+        if next_hop is not None and mode != "transport":
+            raise table.invalid("next_hop: only in transport mode (a copy is not the message to deliver)", "next_hop")
+        return cls(mode, size, cert, key, networks, table.text("hostname"), next_hop)
+
+
+@dataclass(frozen=True)
+class NextHop:
+    """Where a listener hands every accepted message on: ``lmtp:unix:PATH``, ``lmtp:HOST:PORT`` or ``smtp:HOST:PORT``."""
+
+    protocol: str
+    address: Listener
+
+    @classmethod
+    def parse(cls, text: str, setting: str) -> NextHop:
+        protocol, _, rest = text.partition(":")
+        if protocol not in NEXT_HOP_PROTOCOLS or not rest:
+            raise Invalid(f"{setting}: {text!r} is not lmtp:unix:PATH, lmtp:HOST:PORT or smtp:HOST:PORT", "next_hop")
+        address = Listener.parse(rest, setting)
+        if address.path and protocol == "smtp":
+            raise Invalid(f"{setting}: {text!r}: SMTP to a unix socket is not supported; use lmtp:unix:PATH", "next_hop")
+        return cls(protocol, address)
+
+    def __str__(self) -> str:
+        return f"{self.protocol}:{self.address}"
 
 
 DEFAULT_MESSAGE_TIMEOUT = 30.0
@@ -257,11 +285,51 @@ class TrustOptions:
 
 @dataclass(frozen=True)
 class DkimKey:
-    """``[outbound.dkim]``: the signing domain, the selector and the private key file."""
+    """One ``[outbound.dkim]`` key: the signing domain, the selector and the private key file."""
 
     domain: str
     selector: str
     key_file: str
+
+    @classmethod
+    def from_toml(cls, entry: Any, setting: str) -> DkimKey:
+        table = Table(entry, DKIM_SETTINGS, setting, setting)
+        key = cls(*(table.text(name) for name in DKIM_SETTINGS))
+        if not all((key.domain, key.selector, key.key_file)):
+            raise table.invalid("domain, selector and key_file are all needed")
+        return key
+
+
+DKIM_SETTINGS = ("domain", "selector", "key_file")
+
+
+def _dkim_keys(outbound: Table, path: Path, lines: Lines) -> tuple[DkimKey, ...]:
+    """``[outbound.dkim]`` (one key) or ``[[outbound.dkim]]`` (several); every mail carries one signature per key.
+
+    Several keys are for an ed25519 and an RSA signature side by side (RFC 8463 §4:
+    verifiers that know no ed25519 still find the RSA one), or for an old and a new key
+    while a rotation's DNS change spreads. Each needs its own record name.
+    """
+    value = outbound.data.get("dkim")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        with located(path, lines, "outbound.dkim"):
+            return (DkimKey.from_toml(value, "[outbound.dkim]"),)
+    keys: list[DkimKey] = []
+    for index, entry in enumerate(value):
+        with located(path, lines, "outbound.dkim", index):
+            key = DkimKey.from_toml(entry, f"[[outbound.dkim]] #{index + 1}")
+            twin = next((n for n, k in enumerate(keys, 1) if _record_name(k) == _record_name(key)), 0)
+            if twin:
+                raise Invalid(f"[[outbound.dkim]] #{index + 1} selector: {key.selector!r} of {key.domain} is #{twin}'s"
+                              " already; DNS holds one key per selector", "selector")
+            keys.append(key)
+    return tuple(keys)
+
+
+def _record_name(key: DkimKey) -> str:
+    return f"{key.selector}._domainkey.{key.domain}".lower().rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -305,7 +373,7 @@ class Config:
     smarthost: Listener = Listener("127.0.0.1", 25)
     reply_domain: str = ""
     outbound: OutboundOptions = OutboundOptions()
-    dkim: DkimKey | None = None
+    dkim_keys: tuple[DkimKey, ...] = ()  # [outbound.dkim] or [[outbound.dkim]]: one signature each
     http: Listener = Listener("127.0.0.1", 8025)
     public_url: str = ""
     http_options: HttpOptions = HttpOptions()
@@ -393,12 +461,7 @@ class _Reading:
                                             "[outbound] smarthost"),
                 "reply_domain": table.text("reply_domain"),
             }
-        with located(self.path, self.lines, "outbound.dkim"):
-            dkim = table.table("dkim", ("domain", "selector", "key_file"), "[outbound.dkim]")
-            key = DkimKey(*(dkim.text(k) for k in ("domain", "selector", "key_file"))) if "dkim" in table else None
-            if key is not None and not all((key.domain, key.selector, key.key_file)):
-                raise dkim.invalid("domain, selector and key_file are all needed")
-        return {**fields, "dkim": key}
+        return {**fields, "dkim_keys": _dkim_keys(table, self.path, self.lines)}
 
     def http(self) -> dict[str, Any]:
         with located(self.path, self.lines, "http"):

@@ -54,18 +54,25 @@ class Queued:
     claims: int = 0  # times claimed, this one included, without an outcome recorded
 
 
-def enqueue_many(session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime) -> list[Queued]:
-    """Store several messages (raw, envelope, Message-ID) with one statement; each as a processor reads it, in order."""
+def enqueue_many(
+    session: Session, messages: Sequence[tuple[bytes, Envelope, str]], now: datetime, handed_on: Sequence[bool] = (),
+) -> list[Queued]:
+    """Store several messages (raw, envelope, Message-ID) with one statement; each as a processor reads it, in order.
+
+    ``handed_on``, per message: its recipients' mailboxes already have it, so once it is
+    found to hold nothing to apply its bytes need not be kept.
+    """
     if not messages:
         return []
+    handed = list(handed_on) or [False] * len(messages)
     rows = [
         {
             "received_at": now, "source": envelope.source, "envelope_sender": envelope.sender,
             "sender_domain": envelope.sender_domain,
             "recipients": list(envelope.recipients), "message_id": message_id[:MESSAGE_ID_LENGTH], "raw": raw,
-            "state": IntakeState.QUEUED.value, "attempts": 0, "reason": "", "detail": "",
+            "state": IntakeState.QUEUED.value, "attempts": 0, "reason": "", "detail": "", "handed_on": on,
         }
-        for raw, envelope, message_id in messages
+        for (raw, envelope, message_id), on in zip(messages, handed, strict=True)
     ]
     ids = session.scalars(_INSERT, rows)
     return [
@@ -99,10 +106,12 @@ def outcome_of(session: Session, intake_id: int) -> tuple[str, str]:
 
 
 def finish(session: Session, intake_id: int, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
-    """Record where a processed message ends up."""
-    values = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now, "claimed_until": None,
-              "claims": 0}
-    session.execute(_UPDATE, {"row_id": intake_id, **values})
+    """Record where a processed message ends up; one with nothing to apply that the mailbox has keeps no bytes."""
+    values: dict[str, object] = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now,
+                                 "claimed_until": None, "claims": 0}
+    if state is IntakeState.IGNORED:
+        values["raw"] = case((_TABLE.c.handed_on, b""), else_=_TABLE.c.raw)
+    session.execute(update(_TABLE).where(_TABLE.c.id == intake_id).values(values))
 
 
 def failed_attempt(session: Session, message: Queued, reason: str, detail: str) -> int:

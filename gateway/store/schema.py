@@ -1,4 +1,4 @@
-"""The database schema: principals, calendars, the intake queue, inboxes, the ledger, the outbox, reply tokens, IMAP mailboxes, app passwords.
+"""The database schema: principals, calendars, the intake queue, mailbox handoffs, inboxes, the ledger, the outbox, reply tokens, IMAP mailboxes, app passwords.
 
 Tables only; queries live with the modules that own each table. Changes to this file
 come with an Alembic migration in ``gateway/store/migrations/versions``.
@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -193,6 +195,18 @@ class IntakeMessage(Base):
     reason: Mapped[str] = mapped_column(String(100), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    handed_on: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the mailbox has it
+
+
+class Handoff(Base):
+    """A message a listener handed on to its next hop for one recipient: a retry of it is not handed on twice."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (UniqueConstraint("digest", "recipient"), Index("ix_handoffs_delivered_at", "delivered_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the envelope sender and the message bytes
+    recipient: Mapped[str] = mapped_column(String(320))  # as the MTA gave it, lower case
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class InboxEntry(Base):

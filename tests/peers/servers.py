@@ -286,11 +286,16 @@ class DovecotServer:
     log_path: Path
     tls_port: int | None = None
     cert_path: Path | None = None
+    lmtp_port: int | None = None  # with lmtp=True: Dovecot's LMTP on TCP, and on ``lmtp_socket``
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def base_dir(self) -> Path:
         return self.directory / "run"
+
+    @property
+    def lmtp_socket(self) -> Path:
+        return self.directory / "run" / "lmtp"
 
     def maildir(self, user: str) -> Path:
         """Where ``user``'s Maildir lives on disk."""
@@ -313,7 +318,7 @@ class DovecotServer:
         finally:
             console.close()
         try:
-            for port in (self.port, self.tls_port):
+            for port in (self.port, self.tls_port, self.lmtp_port):
                 if port:
                     wait_for_port(self.host, port, timeout=15, process=self._process)
             # Ready means greeting: imap-login greets only once auth is up. Stopping a
@@ -343,7 +348,7 @@ class DovecotServer:
                 self._process.kill()
                 self._process.wait()
             self._process = None
-        for port in (self.port, self.tls_port):
+        for port in (self.port, self.tls_port, self.lmtp_port):
             if port:
                 wait_for_port_closed(self.host, port)
 
@@ -418,9 +423,18 @@ def _dovecot_config(
     passwd_file: Path,
     internal_user: str | None,
     mechanisms: tuple[str, ...] = ("plain", "login"),
+    lmtp_port: int | None = None,
 ) -> str:
     """A complete dovecot.conf for Dovecot 2.3, or for 2.4 with its renamed settings."""
     v24 = version >= (2, 4)
+    lmtp = ""
+    if lmtp_port is not None:
+        lmtp = (
+            "service lmtp {\n  unix_listener lmtp {\n    mode = 0666\n  }\n"
+            f"  inet_listener lmtp {{\n    address = {LOOPBACK}\n    port = {lmtp_port}\n  }}\n}}\n"
+        )
+        if not v24:
+            lmtp += "postmaster_address = postmaster@localhost\n"
     anvil = ""
     users = ""
     if internal_user is not None:  # not root: every Dovecot process runs as us
@@ -456,7 +470,8 @@ def _dovecot_config(
         head
         + ssl
         + users
-        + f"""protocols = imap
+        + lmtp
+        + f"""protocols = imap{" lmtp" if lmtp_port is not None else ""}
 listen = {LOOPBACK}
 base_dir = {directory / "run"}
 state_dir = {directory / "state"}
@@ -490,7 +505,8 @@ service anvil {{
 
 @contextlib.contextmanager
 def dovecot_server(
-    users: Mapping[str, str], *, tls: bool = False, mechanisms: Iterable[str] = ("plain", "login")
+    users: Mapping[str, str], *, tls: bool = False, mechanisms: Iterable[str] = ("plain", "login"),
+    lmtp: bool = False,
 ) -> Iterator[DovecotServer]:
     """Run a private Dovecot IMAP server for ``users`` (name -> password).
 
@@ -499,9 +515,13 @@ def dovecot_server(
     implicit TLS on ``tls_port`` with a fresh self-signed certificate for 127.0.0.1
     (``cert_path``, usable as a CA file). ``mechanisms`` are the SASL mechanisms offered;
     with ``xoauth2`` the token a client presents is checked like a password, so a
-    user's password doubles as a fixed OAuth2 access token.
+    user's password doubles as a fixed OAuth2 access token. With ``lmtp=True`` it also
+    delivers by LMTP (Debian's 'dovecot-lmtpd'), on ``lmtp_port`` and on ``lmtp_socket``,
+    to the users by their full names (name them by address, ``alice@foo.example``).
     """
     version = dovecot_version()
+    if lmtp and not Path("/usr/lib/dovecot/lmtp").exists():
+        raise ServerUnavailable("Dovecot's LMTP not found; install the Debian 'dovecot-lmtpd' package")
     if _is_root():
         mail_uid, mail_gid = _user_ids("nobody")
         internal_user = None
@@ -531,10 +551,11 @@ def dovecot_server(
             cert_path, key_path = _self_signed_cert(directory)
             tls_settings = (free_port(), cert_path, key_path)
         port = free_port()
+        lmtp_port = free_port() if lmtp else None
         config_path = directory / "dovecot.conf"
-        config_path.write_text(
-            _dovecot_config(version, directory, port, tls_settings, passwd_file, internal_user, tuple(mechanisms))
-        )
+        config_path.write_text(_dovecot_config(
+            version, directory, port, tls_settings, passwd_file, internal_user, tuple(mechanisms), lmtp_port,
+        ))
         server = DovecotServer(
             host=LOOPBACK,
             port=port,
@@ -544,6 +565,7 @@ def dovecot_server(
             log_path=directory / "dovecot.log",
             tls_port=tls_settings[0] if tls_settings else None,
             cert_path=cert_path,
+            lmtp_port=lmtp_port,
         )
         server.start()
         yield server
