@@ -39,14 +39,14 @@ def db_prune(context: Context) -> None:
     """Forget now what [retention] no longer keeps (serve does it every hour)."""
     pruned = retention.prune(context.database(), utcnow(), context.config.retention)
     click.echo(f"forgot {pruned.raw_messages} raw messages, {pruned.inbox_lines} inbox lines, "
-               f"{pruned.outbox_rows} outbox rows")
+               f"{pruned.outbox_rows} outbox rows, {pruned.handoffs} handoff records")
 
 
 @cli.command("check-config")
 @pass_context
 def check_config(context: Context) -> None:
-    """Validate the configuration and its policy files, and say where they came from."""
-    config = context.config
+    """Validate the configuration, the files it names and its policy files, and say where they came from."""
+    config = context.check_files()
     click.echo(f"configuration: {config.source}")
     click.echo(f"database: {config.database_url}")
     click.echo(f"policy: {context.trust().summary}")

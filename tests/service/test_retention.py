@@ -9,6 +9,7 @@ from sqlalchemy import select
 from gateway.core.mail.envelope import Envelope
 from gateway.core.model import Outcome
 from gateway.service import processing, retention
+from gateway.service.handoff import HandedOn, already_delivered, message_digest
 from gateway.settings.config import RetentionOptions
 from gateway.store import inbox
 from gateway.store.db import Database
@@ -57,3 +58,21 @@ def test_old_inbox_lines_and_finished_outbox_rows_go_and_queued_rows_stay(db: Da
     with db.reading() as session:
         assert inbox.count_entries(session, alice.id) == 0
         assert [r.state for r in session.scalars(select(OutboxMessage))] == [OutboxState.QUEUED.value]
+
+
+def test_mail_the_mailboxes_have_keeps_no_bytes_once_it_is_found_to_hold_nothing_and_handoffs_are_forgotten(
+    db: Database,
+) -> None:
+    with db.transaction() as session:
+        add_principal(session, "alice@foo.example", NOW)
+    envelope = Envelope("erin@baz.example", ("alice@foo.example",), "lmtp")
+    plain = b"Subject: lunch?\r\n\r\nno calendar\r\n"
+    handed = HandedOn(message_digest(envelope.sender, plain), ("alice@foo.example",))
+    (intake_id,) = processing.take_in(db, [(plain, envelope)], NOW, handed_on=[handed])
+    (receipt,) = processing.process_queued(db, NOW)
+    assert (receipt.intake_id, receipt.state) == (intake_id, IntakeState.IGNORED)
+    assert raw_of(db)[intake_id] == b""  # at once, not after raw_messages
+    assert already_delivered(db, handed.digest, ["Alice@foo.example", "bob@foo.example"]) == {"alice@foo.example"}
+    assert retention.prune(db, NOW + timedelta(days=9), KEEP).handoffs == 0
+    assert retention.prune(db, NOW + timedelta(days=11), KEEP).handoffs == 1
+    assert already_delivered(db, handed.digest, ["alice@foo.example"]) == set()
