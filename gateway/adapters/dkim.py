@@ -1,11 +1,11 @@
 """DKIM (RFC 6376) for Reefknot: signing outgoing mail, verifying every signature of incoming mail.
 
-Signing uses ed25519 (RFC 8463) or RSA keys from files. dkimpy does what must match
-every verifier byte for byte: parsing the message, relaxed/relaxed canonicalization,
-the header hash with the signature's own ``b=`` emptied. The private-key operation is
-done by the ``cryptography`` package, because dkimpy's RSA is pure Python and costs
-several milliseconds a message. What ``sign`` returns is the exact bytes to send: the
-DKIM-Signature header followed by the message.
+Signing uses ed25519 (RFC 8463) or RSA keys from files, one signature per key. dkimpy
+does what must match every verifier byte for byte: parsing the message, relaxed/relaxed
+canonicalization, the header hash with the signature's own ``b=`` emptied. The
+private-key operation is done by the ``cryptography`` package, because dkimpy's RSA is
+pure Python and costs several milliseconds a message. What ``sign`` returns is the
+exact bytes to send: the DKIM-Signature header followed by the message.
 
 ``verify_dkim`` checks each DKIM-Signature and says, per signature, pass, fail,
 temperror or permerror (RFC 8601's words); pinned keys replace DNS for their domains.
@@ -20,7 +20,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -112,6 +112,18 @@ class DkimSigner:
     @property
     def record_name(self) -> str:
         return f"{self.selector}._domainkey.{self.domain}"
+
+
+def sign_with_each(signers: Sequence[DkimSigner], message: bytes, *, now: float | None = None) -> bytes:
+    """The message with one DKIM-Signature per signer, the first signer's topmost, all with one ``t=``.
+
+    No signature covers another (``SIGNED_HEADERS`` has no DKIM-Signature), so each
+    verifies on its own and a verifier that knows only one algorithm still finds its own.
+    """
+    timestamp = now if now is not None else time.time()
+    for signer in reversed(signers):
+        message = signer.sign(message, now=timestamp)
+    return message
 
 
 def _split(message: bytes) -> tuple[list[list[bytes]], bytes]:

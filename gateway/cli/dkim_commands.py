@@ -1,4 +1,8 @@
-"""Commands for signing what Reefknot sends: ``dkim keygen`` writes a key and prints its DNS record."""
+"""Commands for the keys that sign what Reefknot sends: ``dkim keygen`` makes one, ``dkim check`` asks DNS about them.
+
+``keygen`` writes a private key and prints the TXT record to publish; ``check`` says, per
+configured key, whether that record is what DNS publishes now.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from gateway.adapters.dkim import DkimSigner
-from gateway.cli.base import EX_USAGE, Exit, cli
+from gateway.adapters.dkim import DkimKeyError, DkimSigner
+from gateway.adapters.keyrecords import lookup_published, resolver_for
+from gateway.cli.base import EX_CONFIG, EX_USAGE, Context, Exit, cli, pass_context
+from gateway.core.trust.keyrecord import check_published_key
+
+EX_MISMATCH = 1  # some configured key is not what DNS publishes
 
 
 @cli.group()
 def dkim() -> None:
-    """DKIM keys for ``[outbound.dkim]``."""
+    """DKIM keys for ``[outbound.dkim]``: make one, check what DNS publishes."""
 
 
 @dkim.command("keygen")
@@ -39,3 +47,32 @@ def dkim_keygen(domain: str, selector: str, algorithm: str, path: Path | None) -
     strings = " ".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))  # a TXT string holds 255
     click.echo(f"{signer.record_name}. IN TXT {strings}")
     click.echo(f'# [outbound.dkim]\n# domain = "{domain}"\n# selector = "{selector}"\n# key_file = "{path.resolve()}"')
+
+
+@dkim.command("check")
+@click.option("--nameserver", metavar="HOST[:PORT]", default=None,
+              help="ask this DNS server (default: the system's resolver)")
+@pass_context
+def dkim_check(context: Context, nameserver: str | None) -> None:
+    """For each configured key, one line: its record name and ``ok``, or what DNS publishes instead.
+
+    Exit 0 when every key matches, 1 when any does not, 78 when no key is configured or a key file is unusable.
+    """
+    keys = context.config.dkim_keys
+    if not keys:
+        raise Exit(EX_CONFIG, f"{context.config.source}: no [outbound.dkim] key to check")
+    try:
+        signers = [DkimSigner(key.domain, key.selector, key.key_file) for key in keys]
+    except DkimKeyError as error:
+        raise Exit(EX_CONFIG, f"[outbound.dkim]: {error}") from error
+    try:
+        resolver = resolver_for(nameserver)
+    except ValueError as error:
+        raise Exit(EX_USAGE if nameserver else EX_CONFIG, str(error)) from error
+    timeout = context.config.trust.dns_timeout
+    checks = [check_published_key(lookup_published(s.record_name, timeout, resolver), s.dns_record()) for s in signers]
+    for check in checks:
+        click.echo(f"{check.name}: {check.verdict}" + (f": {check.detail}" if check.detail else ""))
+    wrong = sum(not check.ok for check in checks)
+    if wrong:
+        raise Exit(EX_MISMATCH, f"{wrong} of {len(checks)} keys not published as configured")

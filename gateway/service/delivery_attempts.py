@@ -32,7 +32,7 @@ from gateway.core.itip.types import Stored
 from gateway.core.mail.replyaddress import bounce_address, reply_address
 from gateway.core.mail.retry import AfterAttempt, Attempt, Disposition, RetryPolicy, decide_attempt
 from gateway.core.model import Method, OutgoingMessage
-from gateway.adapters.dkim import DkimKeyError, DkimSigner
+from gateway.adapters.dkim import DkimKeyError, DkimSigner, sign_with_each
 from gateway.store import calendars, directory, outbox
 from gateway.store.db import Database
 from gateway.store.outbox import OutboxRecord, OutboxState
@@ -70,12 +70,13 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
     The calendar goes out as the row holds it (``ics``); the human parts are rendered in
     English from the shipped or the operator's templates and say what changed since the
     recipient's previous mail; replies are asked for at the row's token address under
-    ``[outbound] reply_domain``; with ``[outbound.dkim]`` every mail is signed, and a key
-    that cannot be read refuses to start the sender.
+    ``[outbound] reply_domain``; with ``[outbound.dkim]`` every mail is signed, once per key
+    (an ed25519 and an RSA signature side by side), and a key that cannot be read refuses
+    to start the sender.
     """
     renderer = TemplateRenderer(config.outbound.templates_dir or None)
     try:
-        signer = DkimSigner(config.dkim.domain, config.dkim.selector, config.dkim.key_file) if config.dkim else None
+        signers = tuple(DkimSigner(key.domain, key.selector, key.key_file) for key in config.dkim_keys)
     except (OSError, DkimKeyError) as error:
         raise ComposerUnavailable(f"[outbound.dkim]: {error}") from error
 
@@ -88,7 +89,7 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
             message_id=row.message_id, thread_id=thread_id(row.uid, row.sender), language="en",
             recipient_zone=None, now=clock(), renderer=renderer, ics=row.ical,
         )
-        return signer.sign(mail.data) if signer is not None else mail.data
+        return sign_with_each(signers, mail.data)
 
     return compose
 
