@@ -203,6 +203,22 @@ def test_copy_mode_accepts_every_recipient_and_never_sends_mail_that_arrived_as_
     assert site.cli.json_lines("outbox") == []
 
 
+def test_a_copy_sent_to_a_collecting_address_is_for_the_local_principals_the_message_names(
+    start_site: Callable[..., Site], tmp_path: Path
+) -> None:
+    """Postfix's recipient_bcc_maps sends the copy to one address of Reefknot's, not to the original recipients."""
+    site = start_site(f"sqlite:///{tmp_path / 'reefknot.db'}", lmtp='mode = "copy"')
+    request = EVENT.format(uid="bcc-copy", attendees=f"ATTENDEE;RSVP=TRUE:mailto:{BOB}\nATTENDEE:mailto:{CAROL}")
+    request = request.replace("VERSION:2.0", "VERSION:2.0\nMETHOD:REQUEST")
+    mail = imip_mail(tmp_path, "bcc-copy", ALICE, BOB, request, "REQUEST")
+    _, replies = lmtp_deliver(site.lmtp_port, ALICE, ["calendar-copy@foo.example"], crlf(mail.read_bytes()))
+    assert [code for code, _ in replies] == [250]
+    (row,) = wait_until_processed(site.database_url, ["<bcc-copy@test>"])
+    assert row.state == "done" and row.recipients == []
+    assert [(e["method"], e["outcome"]) for e in site.cli.json_lines("inbox", BOB)] == [("REQUEST", "applied")]
+    assert site.cli.json_lines("outbox") == []
+
+
 def _big_message(size: int) -> bytes:
     line = b"x" * 98 + b"\r\n"
     return b"From: erin@baz.example\r\nMessage-ID: <big@test>\r\nSubject: big\r\n\r\n" + line * (size // len(line) + 1)
