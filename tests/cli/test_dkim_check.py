@@ -148,11 +148,19 @@ def test_without_a_configured_key_it_is_a_configuration_error(site: Site, dns: D
     assert dns.questions == []
 
 
-def test_an_unreadable_key_file_is_a_configuration_error(site: Site, dns: DnsServer) -> None:
+def test_a_missing_key_file_is_a_configuration_error(site: Site, dns: DnsServer) -> None:
     site.keygen("rk")
     (site.tmp_path / "rk.key").unlink()
     code, _, err = site.run("dkim", "check", "--nameserver", dns.address)
-    assert code == 78 and f"{site.tmp_path / 'rk.key'}: cannot read" in err
+    assert code == 78 and str(site.tmp_path / "rk.key") in err
+    assert dns.questions == []
+
+
+def test_a_key_file_that_holds_no_key_is_a_configuration_error(site: Site, dns: DnsServer) -> None:
+    site.keygen("rk")
+    (site.tmp_path / "rk.key").write_text("not a key\n")
+    code, _, err = site.run("dkim", "check", "--nameserver", dns.address)
+    assert code == 78 and f"{site.tmp_path / 'rk.key'}: neither PEM nor a base64 ed25519 seed" in err
     assert dns.questions == []
 
 
