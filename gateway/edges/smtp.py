@@ -46,7 +46,7 @@ from gateway.core.mail.replyaddress import read_token_address
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.nexthop import NextHopClient
 from gateway.service import routing
-from gateway.service.handoff import HandedOn, already_delivered, message_digest
+from gateway.service.handoff import DELIVERED_ELSEWHERE, HandedOn, already_delivered, message_digest
 from gateway.settings.config import IntakeOptions, Listener, Network
 from gateway.store.db import Database
 
@@ -73,7 +73,7 @@ STOCK_REPLIES = {
 
 class Mode(StrEnum):
     TRANSPORT = "transport"  # Reefknot is the transport for local principals: unknown ones are refused
-    COPY = "copy"  # the MTA sends Reefknot a copy of calendar mail: every recipient is accepted
+    COPY = "copy"  # the MTA delivers the mail and sends Reefknot a copy: every recipient is accepted
 
 
 class IntakeHandler:
@@ -112,7 +112,8 @@ class IntakeHandler:
             return await self._hand_on(self.next_hop, session, envelope, sender)
         mail = Envelope(sender, await self._recipients(envelope), self.source)
         try:
-            intake_id = await self.committer.enqueue(envelope.original_content or b"", mail)
+            delivered = DELIVERED_ELSEWHERE if self.mode is Mode.COPY else None
+            intake_id = await self.committer.enqueue(envelope.original_content or b"", mail, delivered)
         except Exception as error:
             _log_failure(f"{self.source} from {_peer(session)}: message not taken", error)
             return self._answer(envelope, TEMPFAIL)

@@ -24,6 +24,9 @@ class HandedOn:
     recipients: tuple[str, ...]
 
 
+DELIVERED_ELSEWHERE = HandedOn("", ())  # a copy: the MTA delivers the message itself
+
+
 def message_digest(sender: str, raw: bytes) -> str:
     """What a retry of the same message has in common with the first try."""
     return hashlib.sha256(sender.lower().encode() + b"\0" + raw).hexdigest()
