@@ -57,11 +57,19 @@ class Context:
     @property
     def config(self) -> Config:
         if self._config is None:
-            try:
-                self._config = load_config(self.config_path)
-            except ConfigError as error:
-                raise Exit(EX_CONFIG, str(error)) from error
+            self._config = self._load_config(check_files=False)
         return self._config
+
+    def check_files(self) -> Config:
+        """Read the configuration with every file it names found and readable (serve, check-config): exit 78."""
+        self._config = self._load_config(check_files=True)
+        return self._config
+
+    def _load_config(self, *, check_files: bool) -> Config:
+        try:
+            return load_config(self.config_path, check_files=check_files)
+        except ConfigError as error:
+            raise Exit(EX_CONFIG, str(error)) from error
 
     def database(self, *, prepare: bool = True) -> Database:
         if self._db is None:

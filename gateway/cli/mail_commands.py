@@ -99,6 +99,7 @@ def serve(context: Context) -> None:
     """Run the SMTP/LMTP listeners, the IMAP pollers and the processors until SIGTERM."""
     from gateway.daemon import ServeError, run_daemon
 
+    context.check_files()  # before anything listens: a missing key file is exit 78, not a half-started daemon
     logformat.configure(context.config.log.level, context.config.log.format)  # a daemon logs its state changes
     for noisy in ("mail.log", "alembic"):  # aiosmtpd logs every SMTP command, alembic its setup
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,20 +10,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from gateway.settings.database import read_database_url
+from gateway.settings.files import FileKind, find_problem, resolve_path
 from gateway.settings.reader import ConfigError as ConfigError
 from gateway.settings.reader import Invalid, Lines, Table, located, read_toml_file
-
-def _network(table: Table, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError as error:
-        raise table.invalid(f"trusted_proxies: {text!r} is not an address or network", "trusted_proxies") from error
-
 
 ENV_VAR = "REEFKNOT_CONFIG"
 LOCAL_FILE = "reefknot.toml"
@@ -397,23 +392,45 @@ def find_config_file(explicit: str | None) -> Path | None:
     return local if local.exists() else None
 
 
-def load_config(explicit: str | None = None) -> Config:
-    """Read and validate the configuration; raise ConfigError naming the file, the line and the setting."""
+def load_config(explicit: str | None = None, *, check_files: bool = False) -> Config:
+    """Read and validate the configuration; raise ConfigError naming the file, the line and the setting.
+
+    Relative paths are made absolute under the file's directory. ``check_files``: also
+    refuse a key, certificate, password or CA file that cannot be read, and a templates
+    directory that is not one — for the commands that will read them (``serve``,
+    ``check-config``), not for one run by an operator who may not read the daemon's key.
+    """
     path = find_config_file(explicit)
     if path is None:
         return Config()
     data, lines = read_toml_file(path)
     with located(path, lines, None):
         top = Table(data, SECTIONS, "a configuration file")
-    return _Reading(top, lines, path).config()
+    return _Reading(top, lines, path, check_files).config()
 
 
 class _Reading:
     """One configuration file, read section by section into Config's fields; an error names its line."""
 
-    def __init__(self, top: Table, lines: Lines, path: Path) -> None:
+    def __init__(self, top: Table, lines: Lines, path: Path, check_files: bool = False) -> None:
         self.top, self.lines, self.path = top, lines, path
+        self.directory = path.absolute().parent  # what a relative path in the file is relative to
+        self.check_files = check_files
         self.defaults = Config()
+
+    def file_setting(self, table: Table, key: str, kind: FileKind = FileKind.FILE) -> str:
+        """``key``'s path, made absolute under the configuration's directory; empty when not set.
+
+        With ``check_files`` it must be ``kind`` and readable, else an error on ``key``'s line.
+        """
+        given = table.text(key)
+        if not given:
+            return ""
+        path = resolve_path(self.directory, given)
+        problem = find_problem(path, kind) if self.check_files else ""
+        if problem:
+            raise table.invalid(f"{key}: {path}: {problem} (expected {kind})", key)
+        return str(path)
 
     def config(self) -> Config:
         return Config(
@@ -426,15 +443,29 @@ class _Reading:
         return self.top.table(name, allowed)
 
     def database(self) -> dict[str, Any]:
+        """``[database] url``: a written relative SQLite file is under the configuration's directory, as every path is.
+
+        Only the built-in default, used when ``url`` is not written, stays in the working directory.
+        """
         with located(self.path, self.lines, "database"):
-            return {"database_url": self.section("database", ("url",)).text("url", self.defaults.database_url)}
+            table = self.section("database", ("url",))
+            if "url" not in table:
+                return {"database_url": read_database_url(self.defaults.database_url, None)}
+            url = table.text("url")
+            try:
+                return {"database_url": read_database_url(url, self.directory)}
+            except Invalid as error:
+                raise table.invalid(str(error), "url") from error
 
     def intake(self, name: str) -> dict[str, Any]:
         """``[smtp]`` or ``[lmtp]``: where it listens and how it treats its clients."""
         with located(self.path, self.lines, name):
             table = self.section(name, INTAKE_SETTINGS)
             listeners = _listeners(table, getattr(self.defaults, name), f"[{name}] listen")
-            return {name: listeners, f"{name}_options": IntakeOptions.from_toml(table.data, f"[{name}]")}
+            options = IntakeOptions.from_toml(table.data, f"[{name}]")
+            options = replace(options, tls_cert=self.file_setting(table, "tls_cert"),
+                              tls_key=self.file_setting(table, "tls_key"))
+            return {name: listeners, f"{name}_options": options}
 
     def processing(self) -> dict[str, Any]:
         with located(self.path, self.lines, "processing"):
@@ -448,7 +479,11 @@ class _Reading:
         accounts = []
         for index, entry in enumerate(entries):
             with located(self.path, self.lines, "imap", index):
-                accounts.append(ImapAccount.from_toml(entry, f"[[imap]] #{index + 1}"))
+                setting = f"[[imap]] #{index + 1}"
+                account = ImapAccount.from_toml(entry, setting)
+                table = Table(entry, entry, setting, setting)  # its keys were checked by from_toml
+                accounts.append(replace(account, password_file=self.file_setting(table, "password_file"),
+                                        ca_file=self.file_setting(table, "ca_file")))
         return {"imap": tuple(accounts)}
 
     def outbound(self) -> dict[str, Any]:
@@ -456,12 +491,29 @@ class _Reading:
             table = self.section("outbound", OUTBOUND_SECTION)
             fields = {
                 "sends_mail": "outbound" in self.top,
-                "outbound": OutboundOptions.from_toml(table.data),
+                "outbound": self.outbound_files(table, OutboundOptions.from_toml(table.data)),
                 "smarthost": Listener.parse(table.text("smarthost", str(self.defaults.smarthost)),
                                             "[outbound] smarthost"),
                 "reply_domain": table.text("reply_domain"),
             }
-        return {**fields, "dkim_keys": _dkim_keys(table, self.path, self.lines)}
+        return {**fields, "dkim_keys": self.key_files(table, _dkim_keys(table, self.path, self.lines))}
+
+    def outbound_files(self, table: Table, options: OutboundOptions) -> OutboundOptions:
+        """``options`` with ``[outbound] ca_file``, ``password_file`` and ``templates_dir`` resolved (and checked)."""
+        return replace(options, ca_file=self.file_setting(table, "ca_file"),
+                       password_file=self.file_setting(table, "password_file"),
+                       templates_dir=self.file_setting(table, "templates_dir", FileKind.DIRECTORY))
+
+    def key_files(self, outbound: Table, keys: tuple[DkimKey, ...]) -> tuple[DkimKey, ...]:
+        """Each DKIM key with its ``key_file`` resolved (and checked), an error on that key's own line."""
+        value = outbound.data.get("dkim")
+        entries = value if isinstance(value, list) else [value]
+        resolved = []
+        for index, (key, entry) in enumerate(zip(keys, entries)):
+            label = f"[[outbound.dkim]] #{index + 1}" if isinstance(value, list) else "[outbound.dkim]"
+            with located(self.path, self.lines, "outbound.dkim", index):
+                resolved.append(replace(key, key_file=self.file_setting(Table(entry, entry, label, label), "key_file")))
+        return tuple(resolved)
 
     def http(self) -> dict[str, Any]:
         with located(self.path, self.lines, "http"):
@@ -470,10 +522,7 @@ class _Reading:
             cert, key = table.text("tls_cert"), table.text("tls_key")
             if bool(cert) != bool(key):
                 raise table.invalid("tls_cert and tls_key go together", "tls_cert" if not cert else "tls_key")
-            for name, given in (("tls_cert", cert), ("tls_key", key)):
-                if given and not os.access(self.path.parent / given, os.R_OK):
-                    raise table.invalid(f"{name}: cannot read {self.path.parent / given}", name)
-            options = HttpOptions(str(self.path.parent / cert) if cert else "", str(self.path.parent / key) if key else "",
+            options = HttpOptions(self.file_setting(table, "tls_cert"), self.file_setting(table, "tls_key"),
                                   tuple(_network(table, n) for n in table.strings("trusted_proxies")),
                                   table.whole("inbox_days", 30, 1, 3650))
             return {"http": Listener.parse(table.text("listen", str(self.defaults.http)), "[http] listen"),
@@ -483,7 +532,7 @@ class _Reading:
         """``[policy] files``, relative ones to the configuration's directory."""
         with located(self.path, self.lines, "policy"):
             files = self.section("policy", ("files",)).strings("files")
-        return {"policy_files": tuple(str(self.path.parent / p) for p in files)}
+        return {"policy_files": tuple(str(resolve_path(self.directory, p)) for p in files)}
 
     def log(self) -> dict[str, Any]:
         with located(self.path, self.lines, "log"):
@@ -511,3 +560,10 @@ def _listeners(table: Table, default: tuple[Listener, ...], setting: str) -> tup
     if "listen" not in table:
         return default
     return tuple(Listener.parse(text, setting) for text in table.strings("listen"))
+
+
+def _network(table: Table, text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as error:
+        raise table.invalid(f"trusted_proxies: {text!r} is not an address or network", "trusted_proxies") from error

@@ -211,7 +211,7 @@ def parse_duration(value: Any, key: str) -> timedelta:
     text = value.replace(" ", "") if isinstance(value, str) else ""
     seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
     if not _DURATION.fullmatch(text) or seconds <= 0:
-        raise Invalid(f"bad duration {value!r} (use a number and a unit: 30m, 4h, 90d, 2w)", key)
+        raise Invalid(f"{key}: bad duration {value!r} (use a number and a unit: 30m, 4h, 90d, 2w)", key)
     return timedelta(seconds=seconds)
 
 
