@@ -358,4 +358,4 @@ def test_serve_refuses_to_start_with_an_unreadable_signing_key(tmp_path: Path, s
     config, _, _ = write_config(tmp_path, sqlite_url, extra=extra)
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
                             capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert result.returncode != 0 and b"cannot send outbound mail" in result.stderr
+    assert result.returncode == 78 and b"[outbound.dkim] key_file: " in result.stderr
