@@ -108,8 +108,12 @@ class IntakeHandler:
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        if self.next_hop is not None:
-            return await self._hand_on(self.next_hop, session, envelope, sender)
+        if self.next_hop is not None:  # once handed on, it must be recorded: neither a client going away nor a
+            # shutdown may cut it short (drain waits for it)
+            handing = asyncio.ensure_future(self._hand_on(self.next_hop, session, envelope, sender))
+            self._pending.add(handing)
+            handing.add_done_callback(self._pending.discard)
+            return await asyncio.shield(handing)
         mail = Envelope(sender, await self._recipients(envelope), self.source)
         try:
             delivered = DELIVERED_ELSEWHERE if self.mode is Mode.COPY else None

@@ -8,17 +8,25 @@ saw the answer, Reefknot restarted in between) does not get it delivered twice.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import smtplib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope
 
 from gateway.core.calendar.ical import components_of, parse_calendar
+from gateway.service.handoff import already_delivered, message_digest
+from gateway.store.db import Database
 from tests.peers.cli import Reefknot
 from tests.peers.serve import ServeProcess, intake_rows, lmtp_deliver, wait_until_processed, write_config
-from tests.peers.servers import LOOPBACK, DovecotServer, ServerUnavailable, dovecot_server
+from tests.peers.servers import LOOPBACK, DovecotServer, ServerUnavailable, dovecot_server, free_port
 
 pytestmark = pytest.mark.e2e
 ALICE, BOB, ERIN = "alice@foo.example", "bob@foo.example", "erin@baz.example"
@@ -188,3 +196,51 @@ def test_reefknots_own_reply_addresses_are_taken_and_never_handed_on(
     answers, _ = lmtp_deliver(lmtp_port, ERIN, ["reply+abcdefghijklmnopqrst@foo.example"], plain_mail("to-a-token"))
     assert answers["reply+abcdefghijklmnopqrst@foo.example"][0] == 550  # no such token: refused like an unknown principal
     assert mailbox(dovecot, ALICE) == []
+
+
+class _LmtpController(Controller):
+    def factory(self) -> LMTP:
+        return LMTP(self.handler)
+
+
+class SlowMailbox:
+    """An LMTP mailbox that takes a second to answer after DATA."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        await asyncio.sleep(1.0)
+        self.received.append(envelope.original_content or b"")
+        return "\r\n".join("250 2.0.0 Saved" for _ in envelope.rcpt_tos)
+
+
+def test_sigterm_while_a_message_is_being_handed_on_finishes_it_and_records_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mailbox_server = SlowMailbox()
+    port = free_port()
+    controller = _LmtpController(mailbox_server, hostname=LOOPBACK, port=port)
+    controller.start()
+    database_url = f"sqlite:///{tmp_path / 'reefknot.db'}"
+    config, _, lmtp_port = write_config(tmp_path, database_url, lmtp=f'next_hop = "lmtp:{LOOPBACK}:{port}"')
+    Reefknot(config, capsys)("users", "add", ALICE)
+    daemon = ServeProcess(config, tmp_path / "serve.log")
+    daemon.start()
+    try:
+        answer: list[object] = []
+        client = threading.Thread(target=lambda: answer.append(
+            lmtp_deliver(lmtp_port, ERIN, [ALICE], plain_mail("in-flight"))))
+        client.start()
+        time.sleep(0.5)  # the mailbox has the message and has not answered yet
+        daemon.signal(signal.SIGTERM)
+        client.join(10)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+        controller.stop()
+    assert len(mailbox_server.received) == 1
+    (row,) = intake_rows(database_url, "<in-flight@test>")
+    assert row.handed_on
+    assert already_delivered(Database(database_url), message_digest(ERIN, row.raw or plain_mail("in-flight")),
+                             [ALICE]) == {ALICE}
