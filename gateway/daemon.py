@@ -23,7 +23,6 @@ SIGHUP: ``reload()``. systemd is told READY once every listener listens, pinged 
 
 from __future__ import annotations
 
-from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 import os
@@ -48,6 +47,7 @@ from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
 from gateway.service import retention
+from gateway.service.http_needs import decide_http
 from gateway.service.processing import Receipt, process_queued, release_claims
 from gateway.adapters.dkim import KeyResolver
 from gateway.service.trust import Trust, load_trust
@@ -166,11 +166,17 @@ class Daemon:
         return asyncio.create_task(self.sender.run(self._stop), name="sender")
 
     async def _start_http(self) -> None:
-        """The free/busy URL and the calendar feeds on ``[http] listen``."""
+        """CalDAV, the free/busy URL, the feeds and the metrics on ``[http] listen``, when ``decide_http`` says so."""
+        assert self._loop is not None
+        decision = await self._loop.run_in_executor(self.processor_pool, decide_http, self.config, self.trust, self.db)
+        if not decision.listens:
+            log.info("no HTTP face: the configuration has no [http] section and nothing needs one (CalDAV app "
+                     "passwords, feed URLs, a free/busy URL); add [http] for /metrics and /healthz")
+            return
         self.http = HttpFace(self.db, lambda: self.trust, budget=self.config.message_timeout,
                              options=self.config.http_options)
         try:
-            await self.http.start(self.config.http)
+            await self.http.start(self.config.http, because="; ".join(decision.reasons))
         except OSError as error:
             await self._close_listeners()
             raise ServeError(f"[http] listen {self.config.http}: {error}") from error
@@ -300,9 +306,6 @@ class Daemon:
         trust = self.trust
         receipts = process_queued(self.db, utcnow(), BATCH, trust, self.gate, budget=self.config.message_timeout,
                                   stopping=give_up, in_flight=self.in_flight)
-        for receipt in receipts:
-            METRICS.processed.labels(receipt.state.value, receipt.reason).inc()
-            METRICS.processing_seconds.observe(receipt.seconds)
         if receipts and self.sender is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self.sender.poke)  # applying may have queued answers
         return receipts

@@ -70,14 +70,15 @@ class HttpFace:
         ])
         self._runner: web.AppRunner | None = None
 
-    async def start(self, listener: Listener) -> None:
+    async def start(self, listener: Listener, because: str = "") -> None:
+        """Listen on ``listener``; ``because``, for the log line, says what made the daemon start the face."""
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = _tls_context(self.options)
         site = (web.UnixSite(self._runner, listener.path, ssl_context=tls) if listener.path
                 else web.TCPSite(self._runner, listener.host, listener.port, ssl_context=tls))
         await site.start()
-        log.info("HTTP face on %s%s", listener, " (TLS)" if tls else "")
+        log.info("HTTP face on %s%s%s", listener, " (TLS)" if tls else "", f": {because}" if because else "")
 
     async def close(self) -> None:
         if self._runner is not None:

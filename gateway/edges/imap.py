@@ -16,7 +16,6 @@ before the change may be taken twice, which the engine's ledger makes harmless.
 
 from __future__ import annotations
 
-from gateway.adapters.metrics import METRICS
 import logging
 import random
 import threading
@@ -27,6 +26,7 @@ from datetime import datetime
 from imapclient import IMAPClient
 
 from gateway.adapters.clock import utcnow
+from gateway.adapters.metrics import METRICS, MailboxState
 from gateway.settings.config import ImapAccount
 from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
@@ -91,6 +91,7 @@ class ImapPoller:
         self._position = MailboxPosition()
         self._processed = account.processed_folder
         self._state = "stopped"
+        METRICS.add_mailbox(account.name)
 
     def run(self, stop: threading.Event) -> None:
         """Take mail until ``stop`` is set; reconnect with backoff on any error; never raises."""
@@ -105,6 +106,7 @@ class ImapPoller:
                     backoff.reset()
                     self._wait_for_mail(stop)
                 except Exception as error:
+                    self._show_error()
                     delay = backoff.next()
                     self._set_state("retrying", f"{type(error).__name__}: {error}; retrying in {delay:.1f} s")
                     self._drop_connection()
@@ -119,6 +121,7 @@ class ImapPoller:
         try:
             return self._catch_up()
         except Exception:
+            self._show_error()
             self._drop_connection()
             raise
 
@@ -135,6 +138,7 @@ class ImapPoller:
         except Exception:
             log.exception("%s: releasing the mailbox lock failed", self.account.name)
         self._set_state("stopped", "stopped")
+        METRICS.show_mailbox(self.account.name, MailboxState.STOPPED)
 
     # -- connecting ---------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class ImapPoller:
             self._drop_connection()
             if not self.lock.acquire():
                 self._set_state("waiting", "another process polls this mailbox; waiting for its lock")
+                METRICS.show_mailbox(self.account.name, MailboxState.WAITING)
                 return False
         if self._client is None:
             self._connect()
@@ -151,6 +156,7 @@ class ImapPoller:
 
     def _connect(self) -> None:
         self._set_state("connecting", f"connecting ({self.account.security})")
+        METRICS.show_mailbox(self.account.name, MailboxState.CONNECTING)
         client = open_connection(self.account)
         try:
             selected = client.select_folder(self.account.folder)
@@ -167,6 +173,7 @@ class ImapPoller:
             f"connected; UIDVALIDITY {uidvalidity}, last UID {self._position.last_uid}; "
             f"server has {' '.join(features) or 'none of IDLE MOVE UIDPLUS'}",
         )
+        METRICS.show_mailbox(self.account.name, MailboxState.CONNECTED)
         self._move_taken()
 
     def _check_uidvalidity(self, uidvalidity: int) -> MailboxPosition:
@@ -188,6 +195,7 @@ class ImapPoller:
     def _catch_up(self, stop: threading.Event | None = None) -> int:
         """Take every message above the last UID taken (until ``stop``); the number taken."""
         client = self._connected()
+        METRICS.show_mailbox(self.account.name, MailboxState.POLLING)
         last = self._position.last_uid
         # "n:*" always includes the highest UID, even one at or below n (RFC 3501 6.4.8).
         uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
@@ -198,6 +206,8 @@ class ImapPoller:
             taken += self._take(client, batch)
         if taken:
             log.info("%s: took %d messages, last UID %d", self.account.name, taken, self._position.last_uid)
+        METRICS.count_poll(self.account.name, self.clock().timestamp())
+        METRICS.show_mailbox(self.account.name, MailboxState.CONNECTED)
         return taken
 
     def _batches(self, client: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
@@ -277,6 +287,7 @@ class ImapPoller:
     # -- waiting ------------------------------------------------------------------
 
     def _wait_for_mail(self, stop: threading.Event) -> None:
+        METRICS.show_mailbox(self.account.name, MailboxState.IDLE)
         if self._server_has("IDLE"):
             self._idle(stop)
             return
@@ -311,6 +322,10 @@ class ImapPoller:
         if self._client is None:
             raise ConnectionClosed("not connected")
         return self._client
+
+    def _show_error(self) -> None:
+        METRICS.count_mailbox_error(self.account.name)
+        METRICS.show_mailbox(self.account.name, MailboxState.ERROR)
 
     def _set_state(self, state: str, message: str) -> None:
         if state != self._state:

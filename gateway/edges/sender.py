@@ -11,7 +11,6 @@ fails with its reason; no row stops the loop. Nothing here reads iCalendar.
 
 from __future__ import annotations
 
-from gateway.adapters.metrics import METRICS
 import asyncio
 import logging
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway.adapters.clock import utcnow
+from gateway.adapters.metrics import METRICS, DeliveryResult
 from gateway.settings.config import Config
 from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.smarthost import SmarthostSession, read_password
@@ -34,6 +34,8 @@ BATCH = 10  # rows claimed per pass
 MAX_BACKOFF = 30.0  # seconds, while the database is unavailable
 COMMANDS_PER_MESSAGE = 5  # connect/EHLO/STARTTLS/AUTH, MAIL, RCPT, DATA: each may take the whole timeout
 LEASE_MARGIN = timedelta(minutes=5)
+FAILURES = {AttemptResult.REFUSED: DeliveryResult.REFUSED, AttemptResult.BAD_ADDRESS: DeliveryResult.BAD_ADDRESS,
+            AttemptResult.UNCOMPOSABLE: DeliveryResult.UNCOMPOSABLE}
 
 
 
@@ -107,7 +109,7 @@ class Sender:
         attempt = await self._attempt(session, row)
         result: SendResult = await self._store(delivery_attempts.record_attempt, self.db, row.id, attempt, self.policy,
                                                self.clock())
-        METRICS.deliveries.labels(result.state.value).inc()
+        METRICS.count_delivery(_delivery_result(attempt, result))
         return result
 
     async def _attempt(self, session: SmarthostSession, row: OutboxRecord) -> Attempt:
@@ -126,3 +128,14 @@ class Sender:
         if self.gate is None:
             return await asyncio.to_thread(function, *args)
         return await asyncio.to_thread(self.gate.run, function, *args)
+
+
+def _delivery_result(attempt: Attempt, result: SendResult) -> DeliveryResult:
+    """The metric's name for an attempt's end: the row's new state, and for a failure what made it fail."""
+    if result.state.value == "sent":
+        return DeliveryResult.SENT
+    if result.state.value == "queued":
+        return DeliveryResult.DEFERRED
+    if attempt.result is AttemptResult.DEFERRED:  # deferred once too often: the lifetime ran out
+        return DeliveryResult.EXPIRED
+    return FAILURES.get(attempt.result, DeliveryResult.REFUSED)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from icalendar import Calendar
@@ -56,6 +56,7 @@ class IntakeResult:
     state: IntakeState
     reason: str = ""
     detail: str = ""
+    method: str = ""  # the first scheduling part's, for the metrics; "": none was read
 
 
 def process_message(
@@ -344,7 +345,7 @@ def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge,
     for _, mail_step in MAIL_STEPS:
         result = mail_step(intake)
         if result is not None:
-            return result
+            return _with_method(intake, result)
     refused: list[Judgement] = []
     for reading in intake.readings:
         for route in intake.routes:
@@ -353,7 +354,12 @@ def _process_mail(session: Session, row: Queued, mail: ParsedMail, judge: Judge,
                 intake.record(route, reading)
             elif (settled := _through_recipient_steps(Delivery(intake, route, reading))) and settled.refused:
                 refused.append(settled.refused)
-    return _outcome(intake, refused)
+    return _with_method(intake, _outcome(intake, refused))
+
+
+def _with_method(intake: Intake, result: IntakeResult) -> IntakeResult:
+    methods = [m.method.value for m in intake.messages]
+    return replace(result, method=methods[0]) if methods else result
 
 
 def _through_recipient_steps(delivery: Delivery) -> Settled | None:

@@ -22,11 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from gateway.adapters import deadline
+from gateway.adapters.metrics import METRICS, DeliveryResult, ProcessedOutcome
 from gateway.core.mail.envelope import Envelope
 from gateway.core.mail.headers import message_id_field
 from gateway.core.mail.mailbox import MailboxKey, MailboxPosition
 from gateway.core.model import Outcome
 from gateway.adapters.deadline import DeadlineExceeded
+from gateway.service.bounce_reports import DELIVERY_FAILED
 from gateway.service.inbound import OPEN_TRUST, IntakeResult, process_message
 from gateway.service.trust import Trust
 from gateway.service.handoff import HandedOn
@@ -51,6 +53,9 @@ class Receipt:
     state: IntakeState
     reason: str = ""
     seconds: float = 0.0  # how long processing it took
+    method: str = ""  # the first scheduling part's iTIP method; "": none was read
+    source: str = ""
+    latency: float = 0.0  # seconds from its receipt to its outcome
 
 
 def take_in(
@@ -117,6 +122,7 @@ def process_queued(
     says so, the messages not yet begun are given back. ``in_flight`` holds the ids
     claimed and not yet finished, for a caller that must give them back if it cannot wait.
     """
+    started = time.monotonic()  # ``now`` is when the batch began: latency counts from then on with this clock
     ids = gate.run(_claim, db, now, limit)
     flight = in_flight if in_flight is not None else set()
     flight.update(ids)
@@ -130,7 +136,10 @@ def process_queued(
             receipt = gate.run(_process_claimed, db, intake_id, now, trust, budget)
             flight.discard(intake_id)
             if receipt is not None:
-                receipts.append(replace(receipt, seconds=time.monotonic() - began))
+                finished = time.monotonic()
+                receipt = replace(receipt, seconds=finished - began, latency=receipt.latency + finished - started)
+                _count(receipt)
+                receipts.append(receipt)
     finally:
         flight.difference_update(ids)
     return receipts
@@ -161,9 +170,19 @@ def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust, 
             detail = f"claimed {message.claims - 1} times by a processor that never finished it"
             log.error("intake %d %s: held as %s: %s", message.id, message.message_id, WORKER_CRASHED, detail)
             intake.finish(session, message.id, IntakeState.HELD, now, WORKER_CRASHED, detail)
-            return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED)
+            return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED, source=message.source)
         result = _attempt(session, message, now, trust, budget)
-        return Receipt(message.id, result.state, result.reason)
+        waited = (now - message.received_at).total_seconds() if message.received_at is not None else 0.0
+        return Receipt(message.id, result.state, result.reason, method=result.method, source=message.source,
+                       latency=waited)
+
+
+def _count(receipt: Receipt) -> None:
+    """The metrics of one outcome (or failed attempt), counted once its transaction has committed."""
+    outcome = ProcessedOutcome.FAILED if receipt.state is IntakeState.QUEUED else ProcessedOutcome(receipt.state.value)
+    METRICS.count_processed(receipt.source, receipt.method, outcome, receipt.reason, receipt.seconds, receipt.latency)
+    if receipt.reason == DELIVERY_FAILED:  # a delivery report proved that a message sent earlier failed
+        METRICS.count_delivery(DeliveryResult.BOUNCED)
 
 
 def release_held(

@@ -370,6 +370,7 @@ class Config:
     outbound: OutboundOptions = OutboundOptions()
     dkim_keys: tuple[DkimKey, ...] = ()  # [outbound.dkim] or [[outbound.dkim]]: one signature each
     http: Listener = Listener("127.0.0.1", 8025)
+    http_configured: bool = True  # the built-in defaults, or a file with [http]: serve listens on ``http``
     public_url: str = ""
     http_options: HttpOptions = HttpOptions()
     policy_files: tuple[str, ...] = ()  # files and directories, relative ones to the configuration's directory
@@ -526,7 +527,8 @@ class _Reading:
                                   tuple(_network(table, n) for n in table.strings("trusted_proxies")),
                                   table.whole("inbox_days", 30, 1, 3650))
             return {"http": Listener.parse(table.text("listen", str(self.defaults.http)), "[http] listen"),
-                    "public_url": table.text("public_url"), "http_options": options}
+                    "http_configured": "http" in self.top, "public_url": table.text("public_url"),
+                    "http_options": options}
 
     def policy(self) -> dict[str, Any]:
         """``[policy] files``, relative ones to the configuration's directory."""

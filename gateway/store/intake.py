@@ -23,7 +23,7 @@ _TABLE = IntakeMessage.__table__
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)  # Core: no unit of work to flush
 _LOAD = select(
     _TABLE.c.id, _TABLE.c.raw, _TABLE.c.envelope_sender, _TABLE.c.sender_domain, _TABLE.c.recipients,
-    _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state, _TABLE.c.claims,
+    _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state, _TABLE.c.claims, _TABLE.c.source, _TABLE.c.received_at,
 ).where(_TABLE.c.id == bindparam("id"))
 _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
 
@@ -52,6 +52,8 @@ class Queued:
     message_id: str
     attempts: int = 0
     claims: int = 0  # times claimed, this one included, without an outcome recorded
+    source: str = ""  # smtp, lmtp, imap, ingest: for the metrics
+    received_at: datetime | None = None
 
 
 def enqueue_many(
@@ -77,7 +79,7 @@ def enqueue_many(
     ids = session.scalars(_INSERT, rows)
     return [
         Queued(intake_id, raw, envelope.sender, envelope.sender_domain, envelope.recipients,
-               message_id[:MESSAGE_ID_LENGTH])
+               message_id[:MESSAGE_ID_LENGTH], source=envelope.source, received_at=now)
         for intake_id, (raw, envelope, message_id) in zip(ids, messages, strict=True)
     ]
 
@@ -96,7 +98,7 @@ def load(session: Session, intake_id: int, *, states: Sequence[IntakeState] = (I
     if row is None or row.state not in states:
         raise IntakeNotFound(f"no {'/'.join(states)} message {intake_id}")
     return Queued(row.id, row.raw, row.envelope_sender, row.sender_domain, tuple(row.recipients), row.message_id,
-                  row.attempts, row.claims)
+                  row.attempts, row.claims, row.source, row.received_at)
 
 
 def outcome_of(session: Session, intake_id: int) -> tuple[str, str]:
