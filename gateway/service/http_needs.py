@@ -38,9 +38,9 @@ def decide_http(config: Config, trust: Trust, db: Database) -> HttpDecision:
         needs.append(f"the policy publishes free/busy by URL ([freebusy] url = {trust.policy.freebusy.url.value})")
     passwords, feeds = _http_users(db)
     if passwords:
-        needs.append(f"{passwords} principals have CalDAV app passwords")
+        needs.append(f"{_principals(passwords)} CalDAV app passwords")
     if feeds:
-        needs.append(f"{feeds} principals have calendar feed URLs")
+        needs.append(f"{_principals(feeds)} calendar feed URLs")
     return HttpDecision(bool(needs), tuple(needs))
 
 
@@ -50,3 +50,7 @@ def _http_users(db: Database) -> tuple[int, int]:
         passwords = session.scalar(select(func.count(func.distinct(AppPassword.principal_id)))) or 0
         feeds = session.scalar(select(func.count()).where(Principal.feed_token != "")) or 0
     return int(passwords), int(feeds)
+
+
+def _principals(count: int) -> str:
+    return "1 principal has" if count == 1 else f"{count} principals have"
