@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.settings.database import read_database_url
-from gateway.settings.files import FileKind, find_problem, resolve_path
+from gateway.settings.files import FileKind, FileSettings, resolve_path
 from gateway.settings.reader import ConfigError as ConfigError
 from gateway.settings.reader import Invalid, Lines, Table, located, read_toml_file
 
@@ -416,22 +416,12 @@ class _Reading:
     def __init__(self, top: Table, lines: Lines, path: Path, check_files: bool = False) -> None:
         self.top, self.lines, self.path = top, lines, path
         self.directory = path.absolute().parent  # what a relative path in the file is relative to
-        self.check_files = check_files
+        self.files = FileSettings(self.directory, check_files)
         self.defaults = Config()
 
     def file_setting(self, table: Table, key: str, kind: FileKind = FileKind.FILE) -> str:
-        """``key``'s path, made absolute under the configuration's directory; empty when not set.
-
-        With ``check_files`` it must be ``kind`` and readable, else an error on ``key``'s line.
-        """
-        given = table.text(key)
-        if not given:
-            return ""
-        path = resolve_path(self.directory, given)
-        problem = find_problem(path, kind) if self.check_files else ""
-        if problem:
-            raise table.invalid(f"{key}: {path}: {problem} (expected {kind})", key)
-        return str(path)
+        """``key``'s path under the configuration's directory (checked for serve and check-config); '' when not set."""
+        return self.files.read(table, key, kind)
 
     def config(self) -> Config:
         return Config(

@@ -13,12 +13,35 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
+from gateway.settings.reader import Table
+
 
 class FileKind(StrEnum):
     """What a setting must name; the value is what an error says was expected."""
 
     FILE = "a readable file"
     DIRECTORY = "a readable directory"
+
+
+class FileSettings:
+    """The file settings of one configuration file: resolved under its directory, and checked when asked."""
+
+    def __init__(self, directory: Path, check: bool) -> None:
+        self.directory, self.check = directory, check
+
+    def read(self, table: Table, key: str, kind: FileKind = FileKind.FILE) -> str:
+        """``key``'s path, made absolute under the directory; empty when not set.
+
+        With ``check`` it must be ``kind`` and readable, else an error on ``key``'s line.
+        """
+        given = table.text(key)
+        if not given:
+            return ""
+        path = resolve_path(self.directory, given)
+        problem = find_problem(path, kind) if self.check else ""
+        if problem:
+            raise table.invalid(f"{key}: {path}: {problem} (expected {kind})", key)
+        return str(path)
 
 
 def resolve_path(base: Path, given: str) -> Path:
