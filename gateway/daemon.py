@@ -24,6 +24,7 @@ SIGHUP: ``reload()``. systemd is told READY once every listener listens, pinged 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -42,12 +43,14 @@ from gateway.edges import sdnotify
 from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.http import HttpFace
 from gateway.edges.sender import Sender
+from gateway.edges.heartbeat import keep_renewing
 from gateway.edges.nexthop import NextHopClient
 from gateway.edges.smtp import IntakeHandler, IntakeListener, Mode
 from gateway.edges.waiting import wait_any
 from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
 from gateway.service import retention
 from gateway.service.http_needs import decide_http
+from gateway.service.leases import renew_intake_claims
 from gateway.service.processing import Receipt, process_queued, release_claims
 from gateway.adapters.dkim import KeyResolver
 from gateway.service.trust import Trust, load_trust
@@ -111,6 +114,8 @@ class Daemon:
                       for n in range(self.config.processing_workers)]
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        renewing = asyncio.create_task(keep_renewing(  # set.copy: processor threads change the set meanwhile
+            functools.partial(renew_intake_claims, self.db), self.in_flight.copy, "intake"), name="renewing claims")
         ready = (f"ready: {len(self.listeners)} listeners, {len(self.pollers)} IMAP pollers, {len(processors)} "
                  f"processors")
         sdnotify.notify(f"{sdnotify.READY}\n{sdnotify.status(ready)}")
@@ -127,6 +132,7 @@ class Daemon:
         if processors and not await self._processors_stopped(processors):
             self._abandon()
         emptied = await self._drain_once() if processors else True
+        renewing.cancel()
         if sending is not None:
             await sending
         self.intake_pool.shutdown(wait=True)

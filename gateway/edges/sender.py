@@ -1,6 +1,7 @@
 """The sender: takes due rows from the outbox, composes each, hands it to the smarthost, records the result.
 
-A pass claims a batch (its lease keeps other senders off), sends it over one SMTP
+A pass claims a batch (its lease, renewed while the pass runs, keeps other senders
+off; a sender that dies lets go within ``leases.LEASE``), sends it over one SMTP
 session (``gateway.edges.smarthost``) and records every attempt through
 ``gateway.service.delivery_attempts``, which decides sent, deferred or failed. ``run``
 makes passes until stopped: when poked, and every few seconds anyway; ``flush`` goes
@@ -12,9 +13,10 @@ fails with its reason; no row stops the loop. Nothing here reads iCalendar.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from gateway.adapters.clock import utcnow
@@ -22,9 +24,11 @@ from gateway.adapters.metrics import METRICS, DeliveryResult
 from gateway.settings.config import Config
 from gateway.core.mail.retry import Attempt, AttemptResult
 from gateway.edges.smarthost import SmarthostSession, read_password
+from gateway.edges.heartbeat import keep_renewing
 from gateway.edges.waiting import wait_any
 from gateway.service import delivery_attempts
 from gateway.service.delivery_attempts import Compose, OutboxRecord, SendResult
+from gateway.service.leases import LEASE, renew_outbox_claims
 from gateway.store.db import Database
 from gateway.store.writers import WriteGate
 
@@ -32,8 +36,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH = 10  # rows claimed per pass
 MAX_BACKOFF = 30.0  # seconds, while the database is unavailable
-COMMANDS_PER_MESSAGE = 5  # connect/EHLO/STARTTLS/AUTH, MAIL, RCPT, DATA: each may take the whole timeout
-LEASE_MARGIN = timedelta(minutes=5)
 FAILURES = {AttemptResult.REFUSED: DeliveryResult.REFUSED, AttemptResult.BAD_ADDRESS: DeliveryResult.BAD_ADDRESS,
             AttemptResult.UNCOMPOSABLE: DeliveryResult.UNCOMPOSABLE}
 
@@ -62,7 +64,7 @@ class Sender:
     async def send_due(self, limit: int = BATCH) -> list[SendResult]:
         """One pass: up to ``limit`` rows due now, each attempted once and recorded."""
         now = self.clock()
-        rows = await self._store(delivery_attempts.claim_due, self.db, now, self._lease(now, limit), limit)
+        rows = await self._store(delivery_attempts.claim_due, self.db, now, now + LEASE, limit)
         return await self._send_claimed(rows)
 
     async def flush(self) -> list[SendResult]:
@@ -80,13 +82,23 @@ class Sender:
 
     async def _claim_queued(self, after_id: int) -> list[OutboxRecord]:
         now = self.clock()
-        return await self._store(delivery_attempts.claim_queued, self.db, now, self._lease(now, BATCH), BATCH, after_id)
+        return await self._store(delivery_attempts.claim_queued, self.db, now, now + LEASE, BATCH, after_id)
 
     async def _send_claimed(self, rows: list[OutboxRecord]) -> list[SendResult]:
         if not rows:
             return []
-        async with SmarthostSession(self.config.smarthost, self.config.outbound, self.password) as session:
-            return [await self._send(session, row) for row in rows]
+        unsent = {row.id for row in rows}
+        renewing = asyncio.create_task(keep_renewing(
+            functools.partial(renew_outbox_claims, self.db), lambda: unsent, "outbox", clock=self.clock))
+        try:
+            async with SmarthostSession(self.config.smarthost, self.config.outbound, self.password) as session:
+                results = []
+                for row in rows:
+                    results.append(await self._send(session, row))
+                    unsent.discard(row.id)
+                return results
+        finally:
+            renewing.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Make passes until ``stop`` is set; a database outage pauses the sender, growing to MAX_BACKOFF."""
@@ -119,10 +131,6 @@ class Sender:
             log.debug("outbox %d %s: composing failed", row.id, row.message_id, exc_info=True)
             return Attempt(AttemptResult.UNCOMPOSABLE, " ".join(f"{type(error).__name__}: {error}".split()))
         return await session.send(delivery_attempts.envelope_sender(row, self.config.reply_domain), row.recipient, data)
-
-    def _lease(self, now: datetime, limit: int) -> datetime:
-        """Long enough for a whole pass to run into every timeout; a crashed sender's rows wait this long."""
-        return now + LEASE_MARGIN + timedelta(seconds=limit * COMMANDS_PER_MESSAGE * self.config.outbound.timeout)
 
     async def _store(self, function: Callable[..., T], *args: Any) -> T:
         if self.gate is None:

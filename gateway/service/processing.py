@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from gateway.service.bounce_reports import DELIVERY_FAILED
 from gateway.service.inbound import OPEN_TRUST, IntakeResult, process_message
 from gateway.service.trust import Trust
 from gateway.service.handoff import HandedOn
+from gateway.service.leases import LEASE
 from gateway.store import handoffs, inbox, intake, mailboxes
 from gateway.store.db import Database
 from gateway.store.intake import IntakeNotFound, IntakeState, Queued
@@ -40,7 +41,6 @@ from gateway.store.writers import WriteGate
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 MAX_CLAIMS = 3
-LEASE = timedelta(minutes=5)
 PROCESSING_TIMEOUT, WORKER_CRASHED = "processing-timeout", "worker-crashed"
 UNGATED = WriteGate(enabled=False)
 
@@ -152,7 +152,7 @@ def release_claims(db: Database, ids: Sequence[int]) -> None:
 
 def _claim(db: Database, now: datetime, limit: int) -> list[int]:
     with db.transaction() as session:
-        return intake.claim_queued(session, now, now + LEASE, limit)
+        return intake.claim_queued(session, now, now + LEASE, limit)  # the daemon renews it while it works
 
 
 def _release(db: Database, ids: list[int]) -> None:

@@ -157,6 +157,15 @@ def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: 
     return ids
 
 
+def renew_claims(session: Session, ids: Sequence[int], until: datetime) -> int:
+    """Extend the lease on claimed queued messages; how many were renewed (an outcome ends a claim)."""
+    if not ids:
+        return 0
+    query = update(IntakeMessage).where(IntakeMessage.id.in_(ids), IntakeMessage.state == IntakeState.QUEUED.value,
+                                        IntakeMessage.claimed_until.is_not(None))
+    return session.execute(query.values(claimed_until=until)).rowcount or 0
+
+
 def release_claims(session: Session, ids: Sequence[int]) -> None:
     """Give back claimed messages untouched (a processor stopping), so that any processor takes them at once."""
     if ids:

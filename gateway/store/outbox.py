@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import OutboxMessage
@@ -152,6 +152,15 @@ def claim_queued(session: Session, now: datetime, lease_until: datetime, limit: 
     """
     query = _claimable(now).where(OutboxMessage.id > after_id)
     return _claim(session, query.order_by(OutboxMessage.id), now, lease_until, limit)
+
+
+def renew_claims(session: Session, ids: list[int], until: datetime) -> int:
+    """Extend the lease on claimed queued rows; how many were renewed (a recorded attempt ends a claim)."""
+    if not ids:
+        return 0
+    query = update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.state == OutboxState.QUEUED.value,
+                                        OutboxMessage.claimed_until.is_not(None))
+    return session.execute(query.values(claimed_until=until)).rowcount or 0
 
 
 def _claimable(now: datetime) -> Select[OutboxMessage]:
