@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import admin_commands, calendar_commands, dkim_commands, mail_commands  # noqa: F401  (registers the subcommands)
+from gateway.cli import admin_commands, calendar_commands, dkim_commands, files_commands, mail_commands  # noqa: F401  (registers the subcommands)
 from gateway.cli.base import EX_USAGE, Exit, cli
 
 
