@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -141,7 +142,10 @@ def shipped_files(ctx: click.Context, as_json: bool) -> None:
 @click.argument("name")
 def files_show(name: str) -> None:
     """Print one shipped file to stdout, unchanged: NAME as listed (reefknot.service, default.toml)."""
-    click.get_binary_stream("stdout").write(find_shipped(name).source.read_bytes())
+    data = find_shipped(name).source.read_bytes()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)  # bytes, so that a redirect gets the file exactly
+    sys.stdout.buffer.flush()
 
 
 @shipped_files.command("install")
