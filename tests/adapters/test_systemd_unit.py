@@ -116,7 +116,8 @@ def expand_syscalls(names: list[str]) -> set[str]:
             continue
         listing = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True, text=True,
                                  timeout=60, check=True).stdout.splitlines()[1:]
-        found |= expand_syscalls([line.split()[0] for line in listing if line.strip() and not line.strip().startswith("#")])
+        entries = [line.split()[0] for line in listing if line.strip() and not line.strip().startswith("#")]
+        found |= expand_syscalls(entries)
     return found
 
 
@@ -156,7 +157,8 @@ def test_serve_makes_only_system_calls_the_filter_allows(tmp_path: Path, capsys:
     env.update({"NOTIFY_SOCKET": serve.notify_address, "WATCHDOG_USEC": "2000000"})  # the watchdog pings too
     with serve.log_path.open("ab") as log:
         serve.process = subprocess.Popen(
-            ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
+            ["strace", "-f", "-qq", "-o", str(trace),
+             sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     try:
         serve.wait_for_notice("READY=1", timeout=60)
@@ -175,4 +177,5 @@ def test_serve_makes_only_system_calls_the_filter_allows(tmp_path: Path, capsys:
     used = set(TRACED_CALL.findall(trace.read_text()))
     assert {"accept", "accept4"} & used and {"fsync", "fdatasync"} & used  # the trace saw the work being done
     allowed = allowed_syscalls(settings(UNIT)["SystemCallFilter"])
-    assert not used - allowed - ONLY_AS_ROOT, f"calls the unit's filter refuses: {sorted(used - allowed - ONLY_AS_ROOT)}"
+    refused = used - allowed - ONLY_AS_ROOT
+    assert not refused, f"calls the unit's filter refuses: {sorted(refused)}"
