@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from gateway.service.leases import LEASE
 from gateway.store.db import Database
 from gateway.store.schema import InboxEntry, IntakeMessage, OutboxMessage
 from tests.peers.cli import Reefknot, write_event
-from tests.peers.serve import ServeProcess, crlf, lmtp_deliver, write_config
+from tests.peers.serve import ServeProcess, crlf, lmtp_deliver, processes, serve, write_config  # noqa: F401
 from tests.peers.servers import LOOPBACK, free_port
 from tests.peers.sink import smtp_peer
 
@@ -40,21 +39,6 @@ def invitation(n: int) -> bytes:
         f"SUMMARY:n{n}\nORGANIZER:mailto:{ERIN}\nATTENDEE;RSVP=TRUE:mailto:{ALICE}\nEND:VEVENT\nEND:VCALENDAR\n"
         .encode()
     )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for process in started:
-        process.close()
-
-
-def serve(processes: list[ServeProcess], config: Path) -> ServeProcess:
-    process = ServeProcess(config, config.parent / f"serve-{len(processes)}.log")
-    processes.append(process)
-    process.start()
-    return process
 
 
 def claimed(db: Database, table: type[IntakeMessage] | type[OutboxMessage]) -> set[int]:

@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,8 +27,10 @@ from gateway.service import processing
 from gateway.store.db import Database
 from gateway.store.schema import CalendarObject, InboxEntry, IntakeMessage
 from tests.peers.cli import EVENT, Reefknot, write_event
-from tests.peers.serve import (
+from tests.peers.serve import (  # noqa: F401  (processes: a fixture)
     ServeProcess,
+    processes,
+    serve,
     lmtp_deliver,
     wait_until_processed,
     write_config,
@@ -59,21 +60,6 @@ def invitation(uid: str) -> bytes:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'reefknot.db'}"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for process in started:
-        process.close()
-
-
-def serve(processes: list[ServeProcess], config: Path, **env: str) -> ServeProcess:
-    process = ServeProcess(config, config.parent / "serve.log", env=env)
-    processes.append(process)
-    process.start()
-    return process
 
 
 def add_alice(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

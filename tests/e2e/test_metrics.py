@@ -23,7 +23,7 @@ from gateway.settings.config import load_config
 from tests.peers.caldav_site import ALICE, CAROL, CalDavSite
 from tests.peers.caldav_site import site  # noqa: F401  (the fixture)
 from tests.peers.cli import Reefknot, write_event
-from tests.peers.serve import ServeProcess, lmtp_deliver, write_config
+from tests.peers.serve import ServeProcess, lmtp_deliver, processes, serve, write_config  # noqa: F401
 from tests.peers.servers import LOOPBACK, DovecotServer, ServerUnavailable, dovecot_server
 from tests.peers.sink import Sink, smtp_peer
 
@@ -112,21 +112,6 @@ def dovecot() -> Iterator[DovecotServer]:
 def peer() -> Iterator[Sink]:
     with smtp_peer() as sink:
         yield sink
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for process in started:
-        process.close()
-
-
-def serve(processes: list[ServeProcess], config: Path) -> ServeProcess:
-    process = ServeProcess(config, config.parent / "serve.log")
-    processes.append(process)
-    process.start()
-    return process
 
 
 def test_metrics_count_mail_taken_in_and_processed_and_show_the_queues(site: CalDavSite) -> None:

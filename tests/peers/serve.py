@@ -17,10 +17,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from gateway.store.db import Database
@@ -120,6 +121,23 @@ class ServeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    """The ``reefknot serve`` processes a test starts with ``serve``; each is killed at the end if still running."""
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+def serve(processes: list[ServeProcess], config: Path, **env: str) -> ServeProcess:
+    """Start one more ``reefknot serve`` on ``config`` (each with its own log beside it); ready when it returns."""
+    process = ServeProcess(config, config.parent / f"serve-{len(processes)}.log", env=env)
+    processes.append(process)
+    process.start()
+    return process
 
 
 def intake_rows(database_url: str, message_id: str | None = None) -> list[IntakeMessage]:
