@@ -57,7 +57,7 @@ def parse_calendar(text: str) -> Calendar:
     caller to ask ``invalid_values``). Raises CalendarError when nothing usable remains.
     """
     cleaned = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
-    cleaned = _strip_stray_tzid_properties(cleaned)
+    cleaned, iana_zones = _strip_stray_tzid_properties(cleaned)
     if "BEGIN:VCALENDAR" not in cleaned.upper():
         raise CalendarError("not-icalendar", "no BEGIN:VCALENDAR")
     try:
@@ -69,14 +69,19 @@ def parse_calendar(text: str) -> Calendar:
     calendar = calendars[0]
     if not isinstance(calendar, Calendar):
         raise CalendarError("not-icalendar", f"top level is {calendar.name}")
-    return normalize_values(calendar)
+    normalized = normalize_values(calendar)
+    normalized.subcomponents[0:0] = [z for block in iana_zones if (z := _zone_definition(block)) is not None]
+    return normalized
 
 
-def _strip_stray_tzid_properties(text: str) -> str:
-    """Drop what need not be parsed: TZID properties inside VEVENT/VTODO (Zoom; only VTIMEZONE
-    may have one) and VTIMEZONE blocks of IANA zones, which are used as the IANA database
-    defines them (INTEROP rule 15) and are written again when a calendar goes out."""
+def _strip_stray_tzid_properties(text: str) -> tuple[str, list[str]]:
+    """Take out what must not be parsed with the rest: TZID properties inside VEVENT/VTODO (Zoom;
+    only VTIMEZONE may have one), dropped, and VTIMEZONE blocks of IANA zones, returned apart.
+
+    The times of the calendar are then read as the IANA database defines its zones
+    (INTEROP rule 15), while the sender's definition is kept to be handed on as it came."""
     out: list[str] = []
+    iana: list[str] = []
     stack: list[str] = []
     zone: list[str] | None = None
     for line in text.split("\n"):
@@ -84,7 +89,9 @@ def _strip_stray_tzid_properties(text: str) -> str:
         if zone is not None:
             zone.append(line)
             if upper.startswith("END:VTIMEZONE"):
-                if not _is_iana_zone_block(zone):
+                if _is_iana_zone_block(zone):
+                    iana.append("\r\n".join(zone) + "\r\n")
+                else:
                     out.extend(zone)
                 zone = None
             continue
@@ -100,12 +107,25 @@ def _strip_stray_tzid_properties(text: str) -> str:
         out.append(line)
     if zone is not None:
         out.extend(zone)
-    return "\n".join(out)
+    return "\n".join(out), iana
 
 
 def _is_iana_zone_block(lines: list[str]) -> bool:
     tzids = [line.split(":", 1)[1].strip() for line in lines if line.upper().startswith("TZID:")]
     return len(tzids) == 1 and is_iana_zone(tzids[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _zone_definition(block: str) -> Component | None:
+    """One VTIMEZONE block, parsed once for every object that carries the same text; shared, never changed.
+
+    A definition that cannot be read is left out: the zone's times do not depend on it.
+    """
+    try:
+        zone = Component.from_ical(block)
+    except Exception:  # icalendar raises ValueError, KeyError, IndexError …
+        return None
+    return zone if zone.name == "VTIMEZONE" else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,9 +1,11 @@
 """VTIMEZONE definitions for the TZIDs an object uses: the one it carried, else one written for a known zone.
 
-Reading an object drops the VTIMEZONEs of IANA zones (the database defines them;
-``gateway.core.calendar.ical``), so whatever hands an object to someone else (an iMIP
-message, a CalDAV client) writes them again from here (RFC 5545 §3.2.19). A definition
-starts at the object's first date, which keeps it short.
+An object keeps the definitions it came with, an IANA zone's too (its times are read as
+the IANA database defines the zone, ``gateway.core.calendar.ical``): the sender's may
+reach further than one written here, whose rules stop in 2038. Only a TZID that came
+without one gets a definition from here, for whatever hands the object on (an iMIP
+message, a CalDAV client, the store; RFC 5545 §3.2.19). It starts at the object's first
+date, which keeps it short.
 """
 
 from __future__ import annotations
