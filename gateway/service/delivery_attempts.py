@@ -21,6 +21,7 @@ from gateway.adapters.clock import utcnow
 from gateway.settings.config import Config
 from gateway.core.addresses import domain_of
 from gateway.core.calendar.ical import organizer_of, parse_calendar
+from gateway.core.imip.answering import read_stored_references
 from gateway.core.imip.render import render_imip
 from gateway.core.itip.schedulestatus import (
     ScheduleStatus,
@@ -88,6 +89,7 @@ def composer_for(config: Config, clock: Callable[[], datetime] = utcnow) -> Comp
             message, recipient=row.recipient, previous=previous, reply_to=reply_to, envelope_from=None,
             message_id=row.message_id, thread_id=thread_id(row.uid, row.sender), language="en",
             recipient_zone=None, now=clock(), renderer=renderer, ics=row.ical,
+            answered=read_stored_references(row.in_reply_to, row.reference_ids),
         )
         return sign_with_each(signers, mail.data)
 

@@ -21,11 +21,14 @@ from gateway.core.itip.plan import PlanError, plan_itip
 from gateway.core.itip.types import Stored
 from gateway.core.itip.schedulestatus import ScheduleStatus, set_schedule_status
 from gateway.core.model import Method, OutgoingMessage, PartStat
-from gateway.service.itip_delivery import Applied, deliver
+from gateway.service.itip_delivery import Applied, answered_invitation, deliver
 from gateway.service.rooms import RoomRules, no_rules
 from gateway.store import calendars, directory
 from gateway.store.calendars import Place
 from gateway.store.directory import PrincipalRef
+
+
+ANSWERS = frozenset({Method.REPLY, Method.COUNTER, Method.REFRESH})  # an attendee's, to the invitation it got
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def _commit(
         raise EditError(error.reason, error.detail) from error
     stored = _delivered_locally(session, plan.stored, plan.messages, address)
     calendars.save_object(session, actor.id, uid, Stored(stored, old.state), now, place=place)
-    applied = deliver(session, plan.messages, now, rules)
+    answering = answered_invitation(session, actor, uid) if any(m.method in ANSWERS for m in plan.messages) else None
+    applied = deliver(session, plan.messages, now, rules, answering=answering)
     return Change(uid, plan.messages, tuple(applied))
 
 

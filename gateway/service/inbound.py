@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from gateway.core.calendar.privacy import busy_only
 from gateway.core.checkpoint import checkpoint
+from gateway.core.imip.answering import Answered, answered_mail
 from gateway.core.itip.messages import ItipMessage, PartProblem, read_itip
 from gateway.core.itip.replies import attribute_reply
 from gateway.core.itip.types import ApplyResult, Stored
@@ -95,6 +96,11 @@ class Intake:
     @property
     def sender(self) -> str:
         return self.mail.from_address or self.row.envelope_sender
+
+    @property
+    def answered(self) -> Answered | None:
+        """This mail, for what answers it to thread under (RFC 5322 §3.6.4)."""
+        return answered_mail(self.mail.message_id, self.mail.references)
 
     @property
     def messages(self) -> list[ItipMessage]:
@@ -237,7 +243,7 @@ def _hold_or_reject(step: Delivery) -> Settled | None:
     step.intake.record_judgement(step.route, step.message, judgement)
     notice = step.intake.judge.notice(step.route, step.message, judgement, step.intake.now)
     if notice is not None:
-        deliver(step.session, [notice], step.intake.now)
+        deliver(step.session, [notice], step.intake.now, answering=step.intake.answered)
     return Settled(refused=judgement)
 
 
@@ -258,7 +264,7 @@ def _freebusy_answer(step: Delivery) -> Settled | None:
     allowed = not intake.mail.is_noise and intake.judge.may_see_freebusy(judgement)
     answer = freebusy.answer_by_mail(step.session, step.route.principal, step.message.calendar, allowed, intake.now)
     if answer.reply is not None:
-        deliver(step.session, [answer.reply], intake.now)
+        deliver(step.session, [answer.reply], intake.now, answering=intake.answered)
     line = inbox.InboxRecord(step.route.principal.id, step.message.method.value, step.message.uid, intake.sender,
                              answer.outcome, answer.reason, answer.detail or judgement.detail, intake_id=intake.row.id)
     inbox.record(step.session, line, intake.now)
@@ -322,7 +328,8 @@ def _room_answer(step: Delivery) -> Settled | None:
 def _deliver(step: Delivery) -> Settled | None:
     """What the change requires: applied for local principals, queued for everyone else; nothing for noise."""
     if step.answers and not step.intake.mail.is_noise:
-        deliver(step.session, step.answers, step.intake.now, step.intake.judge.trust.room_rules)
+        deliver(step.session, step.answers, step.intake.now, step.intake.judge.trust.room_rules,
+                answering=step.intake.answered)
     return None
 
 

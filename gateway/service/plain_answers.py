@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from gateway.core.imip.answering import answered_mail
 from gateway.core.itip.compose import build_reply
 from gateway.core.itip.resource import PlanError
 from gateway.core.mail.calendarparts import ParsedMail
@@ -55,7 +56,7 @@ def apply_plain_answer(
         return line(Outcome.REJECTED, error.reason, f"{token.address} answered {answer.value}: {error.detail}")
     result = apply_for(session, principal, Method.REPLY, token.uid, reply.calendar, now, stored)
     if result.messages and not mail.is_noise:
-        deliver(session, result.messages, now)
+        deliver(session, result.messages, now, answering=answered_mail(mail.message_id, mail.references))
     detail = f"{token.address} answered {answer.value} by plain email: {said}"
     return line(result.outcome, result.reason or "plain-answer", "; ".join(d for d in (detail, result.detail) if d))
 

@@ -53,21 +53,23 @@ class OutboxRecord:
     finished_at: datetime | None
     reply_token: str
     previous_ical: str
+    in_reply_to: str = ""  # the Message-ID of the mail this one answers; "": it answers none
+    reference_ids: str = ""  # that mail's References, space separated
 
     @classmethod
     def of(cls, row: OutboxMessage) -> OutboxRecord:
         return cls(
             row.id, row.created_at, row.method, row.uid, row.sender, row.recipient, row.ical, row.message_id,
             OutboxState(row.state), row.attempts, row.next_attempt_at, row.last_error, row.claimed_until,
-            row.finished_at, row.reply_token, row.previous_ical,
+            row.finished_at, row.reply_token, row.previous_ical, row.in_reply_to, row.reference_ids,
         )
 
 
 def enqueue(
     session: Session, *, method: str, uid: str, sender: str, recipient: str, ical: str, message_id: str, now: datetime,
-    reply_token: str = "", previous_ical: str = "",
+    reply_token: str = "", previous_ical: str = "", in_reply_to: str = "", reference_ids: str = "",
 ) -> int:
-    """Queue one message for one recipient, due now."""
+    """Queue one message for one recipient, due now; ``in_reply_to``: the Message-ID of the mail it answers."""
     row = OutboxMessage(
         created_at=now,
         method=method,
@@ -82,6 +84,8 @@ def enqueue(
         last_error="",
         reply_token=reply_token,
         previous_ical=previous_ical,
+        in_reply_to=in_reply_to[:500],
+        reference_ids=reference_ids,
     )
     session.add(row)
     session.flush()

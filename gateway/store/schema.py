@@ -264,6 +264,8 @@ class OutboxMessage(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # sent, failed or dropped
     reply_token: Mapped[str] = mapped_column(String(40), default="")  # "": replies go to the sender itself
     previous_ical: Mapped[str] = mapped_column(Text, default="")  # what this recipient was sent before, if anything
+    in_reply_to: Mapped[str] = mapped_column(String(500), default="", server_default="")  # the mail it answers; "": none
+    reference_ids: Mapped[str] = mapped_column(Text, default="", server_default="")  # that mail's References, spaced
 
 
 class ReplyToken(Base):

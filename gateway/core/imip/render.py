@@ -31,6 +31,7 @@ from gateway.core.calendar.ical import (
     method_of,
     serialize_calendar,
 )
+from gateway.core.imip.answering import MESSAGE_ID, Answered, thread_fields
 from gateway.core.imip.people import display_name
 from gateway.core.imip.text import MailText, describe_message
 from gateway.core.imip.wording import Translator, one_line, resolve_zone
@@ -47,7 +48,6 @@ from gateway.core.model import OutgoingMessage
 TEXT_TEMPLATE = "imip.txt"
 HTML_TEMPLATE = "imip.html"
 ATTACHMENT_NAME = "invite.ics"
-_MESSAGE_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # printable ASCII, no "<", ">" or spaces
 _LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 
 
@@ -86,6 +86,7 @@ def render_imip(
     now: datetime,
     renderer: Renderer,
     ics: str | None = None,
+    answered: Answered | None = None,
 ) -> ImipMail:
     """One message to one recipient, as a mail a calendar program and a person both understand.
 
@@ -95,6 +96,8 @@ def render_imip(
     the event's own zone. ``envelope_from`` (else the sender) becomes the SMTP MAIL FROM.
     ``ics`` is the calendar as already serialized when the message was queued (the outbox
     row keeps ``serialize_calendar(message.calendar)``); it is serialized here when None.
+    ``answered`` is the mail this one answers (``gateway.core.imip.answering``): the mail
+    threads under it instead of under ``thread_id``.
     """
     _check_inputs(message, message_id, thread_id, now)
     language = language if _LANGUAGE.match(language) else "en"
@@ -109,7 +112,7 @@ def render_imip(
     plain = renderer.render(TEXT_TEMPLATE, language, context)
     html = renderer.render(HTML_TEMPLATE, language, context)
     calendar_bytes = (ics if ics is not None else serialize_calendar(message.calendar)).encode("utf-8")
-    headers = _headers(message, text, to, reply_to, message_id, thread_id, now)
+    headers = _headers(message, text, to, reply_to, message_id, thread_id, answered, now)
     data = write_message(headers, _body(plain, html, calendar_bytes, text.method), seed=message_id)
     return ImipMail(_address(envelope_from or message.sender), to, data, text)
 
@@ -119,7 +122,7 @@ def _check_inputs(message: OutgoingMessage, message_id: str, thread_id: str, now
     if body_method != message.method.value:
         raise ValueError(f"METHOD {body_method} in the calendar differs from {message.method.value}")
     for value in (message_id, thread_id):
-        if not _MESSAGE_ID.match(value):
+        if not MESSAGE_ID.match(value):
             raise ValueError(f"not a Message-ID: {value!r}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -127,9 +130,9 @@ def _check_inputs(message: OutgoingMessage, message_id: str, thread_id: str, now
 
 def _headers(
     message: OutgoingMessage, text: MailText, to: str, reply_to: str | None, message_id: str, thread_id: str,
-    now: datetime,
+    answered: Answered | None, now: datetime,
 ) -> list[bytes]:
-    """RFC 5322 headers, INTEROP rule 24: Auto-Submitted, a Message-ID, and the event's thread."""
+    """RFC 5322 headers, INTEROP rule 24: Auto-Submitted, a Message-ID, and the thread: the mail answered, or the event's."""
     components = components_of(message.calendar)
     headers = [
         address_header("From", _address(message.sender), display_name(components, message.sender)),
@@ -142,14 +145,25 @@ def _headers(
         plain_header("Date", format_datetime(now.astimezone(timezone.utc))),
         plain_header("Message-ID", message_id),
     ]
-    if thread_id != message_id:
-        headers += [plain_header("In-Reply-To", thread_id), plain_header("References", thread_id)]
+    thread = thread_fields(message_id, thread_id, answered)
+    if thread is not None:
+        headers += [plain_header("In-Reply-To", thread.in_reply_to), _references_header(thread.references)]
     headers += [
         plain_header("MIME-Version", "1.0"),
         plain_header("Auto-Submitted", "auto-generated"),
         plain_header("Content-Language", text.language),
     ]
     return headers
+
+
+def _references_header(references: tuple[str, ...]) -> bytes:
+    """References folded between Message-IDs, so that a long thread keeps its lines short (RFC 5322 §2.2.3)."""
+    lines = [f"References: {references[0]}"]
+    for value in references[1:]:
+        if len(lines[-1]) + 1 + len(value) > 78:
+            lines.append("")
+        lines[-1] += f" {value}"
+    return "\r\n".join(lines).encode("ascii") + b"\r\n"  # each a checked Message-ID (``answering``)
 
 
 def _address(address: str) -> str:
