@@ -16,7 +16,8 @@ from email.policy import compat32
 
 from gateway.core.mail.headers import message_id_in, message_ids_in
 
-MESSAGE_ID = re.compile(r"^<[!-;=?-~]{1,400}@[!-;=?-~]{1,400}>$")  # printable ASCII, no "<", ">" or spaces
+MESSAGE_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # printable ASCII, no "<", ">" or spaces
+MAX_LENGTH = 500  # what the outbox keeps of the Message-ID answered; a longer one is not answered
 MAX_REFERENCES = 20  # more make a header nobody reads; the first and the latest are kept (RFC 5322 §3.6.4)
 HEADER_LIMIT = 65536  # bytes of a raw message's header section read for its References
 
@@ -40,7 +41,7 @@ class ThreadFields:
 def answered_mail(message_id: str | None, references: tuple[str, ...] = ()) -> Answered | None:
     """The mail with this Message-ID as something to answer; None when it has none that can be written."""
     normalized = message_id_in(message_id)
-    if normalized is None or not MESSAGE_ID.match(normalized):
+    if normalized is None or len(normalized) > MAX_LENGTH or not MESSAGE_ID.match(normalized):
         return None
     return Answered(normalized, tuple(r for r in references if MESSAGE_ID.match(r) and r != normalized))
 

@@ -86,6 +86,7 @@ def test_an_answered_that_is_not_made_of_message_ids_is_refused() -> None:
         ("", ("<a@bar.example>",), None),
         (None, (), None),
         ("<two words@bar.example>", (), None),
+        (f"<{'x' * 490}@bar.example>", (), None),  # longer than the outbox keeps
     ],
 )
 def test_a_received_message_id_is_answered_only_when_it_can_be_written(
