@@ -34,7 +34,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 P = TypeVar("P", bound=_Identified)
 PARSED_SIZE = 4096
-TIMES_SIZE = 50_000  # objects' times for free/busy: small next to a parsed object
+# objects' times for free/busy, filled by reads only: each keeps its parsed components alive
+# (TimedEvent.component), so a write that filled it would keep every message's calendar
+TIMES_SIZE = 50_000
 CALENDAR_TIMES_SIZE = 256  # principals whose whole list of times is kept
 ANSWERS_SIZE = 32  # report answers kept; one initial sync of a 10,000-object calendar is about 1.5 MB
 EXPANDED_SIZE = 20_000  # expanded objects kept: a year of months of a 1,000-series calendar, about 20 MB

@@ -153,7 +153,7 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
         session.execute(_DELETE_TOMB, {"principal_id": principal_id, "uid": uid})
         tombstoned.discard((principal_id, uid))
     new_place = place or old_place or _default_place(session, principal_id, uid, now)
-    values, times = _object_values(session, stored, now)
+    values, _times = _object_values(session, stored, now)
     values.update(calendar_id=new_place.calendar_id, href=new_place.href)
     if row_id is None:
         inserted = session.execute(_INSERT, {"principal_id": principal_id, "uid": uid, **values})
@@ -161,8 +161,6 @@ def save_object(session: Session, principal_id: int, uid: str, stored: Stored, n
     else:
         session.execute(_UPDATE, {"row_id": row_id, **values})
     ids[(principal_id, uid)] = (row_id, new_place)
-    if times is not None:
-        caches_of(session).times.put((row_id, values["revision"]), times)
     if old_place is not None and old_place != new_place:
         collections.record_change(session, old_place.calendar_id, old_place.href, now, deleted=True)
     collections.record_change(session, new_place.calendar_id, new_place.href, now)
@@ -214,7 +212,7 @@ def with_zone_definitions(text: str, calendar: Calendar) -> str:
 
 
 def _default_place(session: Session, principal_id: int, uid: str, now: datetime) -> Place:
-    return Place(collections.default_calendar(session, principal_id, now).id, name_for_uid(uid))
+    return Place(collections.default_calendar_id(session, principal_id, now), name_for_uid(uid))
 
 
 def _keep_tombstone(session: Session, principal_id: int, uid: str, state: SchedulingState, now: datetime) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from gateway.store.schema import CalendarChange, CalendarCollection
@@ -23,8 +25,21 @@ _CALENDARS = CalendarCollection.__table__
 _CHANGES = CalendarChange.__table__
 _BUMP = (update(_CALENDARS).where(_CALENDARS.c.id == bindparam("bump_id"))
          .values(sync_seq=_CALENDARS.c.sync_seq + 1).returning(_CALENDARS.c.sync_seq))
-_SET_CHANGE = (update(_CHANGES).where(_CHANGES.c.calendar_id == bindparam("change_calendar"),
-                                      _CHANGES.c.href == bindparam("change_href")))
+
+
+def _upsert_change(dialect_insert: Any) -> Any:
+    """One statement that writes a member's change row whether or not it has one yet."""
+    statement = dialect_insert(_CHANGES)
+    return statement.on_conflict_do_update(
+        index_elements=[_CHANGES.c.calendar_id, _CHANGES.c.href],
+        set_={"seq": statement.excluded.seq, "deleted": statement.excluded.deleted,
+              "changed_at": statement.excluded.changed_at},
+    )
+
+
+_SET_CHANGE = {"sqlite": _upsert_change(sqlite.insert), "postgresql": _upsert_change(postgresql.insert)}
+_DEFAULT_ID = select(_CALENDARS.c.id).where(_CALENDARS.c.principal_id == bindparam("principal_id"),
+                                            _CALENDARS.c.name == DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,12 @@ def default_calendar(session: Session, principal_id: int, now: datetime) -> Cale
     return found if found is not None else add_calendar(session, principal_id, DEFAULT, now, display_name="Calendar")
 
 
+def default_calendar_id(session: Session, principal_id: int, now: datetime) -> int:
+    """The id of the principal's default calendar, made when missing: one indexed read on every new object."""
+    found = session.execute(_DEFAULT_ID, {"principal_id": principal_id}).scalar()
+    return int(found) if found is not None else default_calendar(session, principal_id, now).id
+
+
 def update_calendar(session: Session, calendar_id: int, **values: object) -> None:
     """Change a calendar's own properties; its clients see a new collection tag."""
     session.execute(update(_CALENDARS).where(_CALENDARS.c.id == calendar_id)
@@ -119,10 +140,8 @@ def record_change(session: Session, calendar_id: int, href: str, now: datetime, 
     if deleted:
         prune_tombstones(session, now, calendar_id=calendar_id)
     seq = session.execute(_BUMP, {"bump_id": calendar_id}).scalar_one()
-    values = {"seq": seq, "deleted": deleted, "changed_at": now}
-    updated = session.execute(_SET_CHANGE, {"change_calendar": calendar_id, "change_href": href, **values})
-    if not updated.rowcount:
-        session.execute(insert(_CHANGES), {"calendar_id": calendar_id, "href": href, **values})
+    session.execute(_SET_CHANGE[session.get_bind().dialect.name],
+                    {"calendar_id": calendar_id, "href": href, "seq": seq, "deleted": deleted, "changed_at": now})
     return int(seq)
 
 
