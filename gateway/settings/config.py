@@ -298,28 +298,32 @@ class DkimKey:
 DKIM_SETTINGS = ("domain", "selector", "key_file")
 
 
-def _dkim_keys(outbound: Table, path: Path, lines: Lines) -> tuple[DkimKey, ...]:
+def _dkim_keys(outbound: Table, path: Path, lines: Lines, files: FileSettings) -> tuple[DkimKey, ...]:
     """``[outbound.dkim]`` (one key) or ``[[outbound.dkim]]`` (several); every mail carries one signature per key.
 
     Several keys are for an ed25519 and an RSA signature side by side (RFC 8463 §4:
     verifiers that know no ed25519 still find the RSA one), or for an old and a new key
-    while a rotation's DNS change spreads. Each needs its own record name.
+    while a rotation's DNS change spreads. Each needs its own record name. Every entry is
+    read before any key file is looked at (``files``), so a half-filled entry is named first.
     """
     value = outbound.data.get("dkim")
     if value is None:
         return ()
-    if not isinstance(value, list):
-        with located(path, lines, "outbound.dkim"):
-            return (DkimKey.from_toml(value, "[outbound.dkim]"),)
-    keys: list[DkimKey] = []
-    for index, entry in enumerate(value):
+    several = isinstance(value, list)
+    read: list[tuple[DkimKey, Table, int]] = []
+    for index, entry in enumerate(value if several else [value]):
+        label = f"[[outbound.dkim]] #{index + 1}" if several else "[outbound.dkim]"
         with located(path, lines, "outbound.dkim", index):
-            key = DkimKey.from_toml(entry, f"[[outbound.dkim]] #{index + 1}")
-            twin = next((n for n, k in enumerate(keys, 1) if _record_name(k) == _record_name(key)), 0)
+            key = DkimKey.from_toml(entry, label)
+            twin = next((n for n, (k, _, _) in enumerate(read, 1) if _record_name(k) == _record_name(key)), 0)
             if twin:
-                raise Invalid(f"[[outbound.dkim]] #{index + 1} selector: {key.selector!r} of {key.domain} is #{twin}'s"
+                raise Invalid(f"{label} selector: {key.selector!r} of {key.domain} is #{twin}'s"
                               " already; DNS holds one key per selector", "selector")
-            keys.append(key)
+            read.append((key, Table(entry, DKIM_SETTINGS, label, label), index))
+    keys = []
+    for key, table, index in read:
+        with located(path, lines, "outbound.dkim", index):
+            keys.append(replace(key, key_file=files.read(table, "key_file")))
     return tuple(keys)
 
 
@@ -487,24 +491,13 @@ class _Reading:
                                             "[outbound] smarthost"),
                 "reply_domain": table.text("reply_domain"),
             }
-        return {**fields, "dkim_keys": self.key_files(table, _dkim_keys(table, self.path, self.lines))}
+        return {**fields, "dkim_keys": _dkim_keys(table, self.path, self.lines, self.files)}
 
     def outbound_files(self, table: Table, options: OutboundOptions) -> OutboundOptions:
         """``options`` with ``[outbound] ca_file``, ``password_file`` and ``templates_dir`` resolved (and checked)."""
         return replace(options, ca_file=self.file_setting(table, "ca_file"),
                        password_file=self.file_setting(table, "password_file"),
                        templates_dir=self.file_setting(table, "templates_dir", FileKind.DIRECTORY))
-
-    def key_files(self, outbound: Table, keys: tuple[DkimKey, ...]) -> tuple[DkimKey, ...]:
-        """Each DKIM key with its ``key_file`` resolved (and checked), an error on that key's own line."""
-        value = outbound.data.get("dkim")
-        entries = value if isinstance(value, list) else [value]
-        resolved = []
-        for index, (key, entry) in enumerate(zip(keys, entries)):
-            label = f"[[outbound.dkim]] #{index + 1}" if isinstance(value, list) else "[outbound.dkim]"
-            with located(self.path, self.lines, "outbound.dkim", index):
-                resolved.append(replace(key, key_file=self.file_setting(Table(entry, entry, label, label), "key_file")))
-        return tuple(resolved)
 
     def http(self) -> dict[str, Any]:
         with located(self.path, self.lines, "http"):
