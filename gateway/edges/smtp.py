@@ -109,13 +109,10 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
         if self.next_hop is not None:  # once handed on, it must be recorded: neither a client going away nor a
-            # shutdown may cut it short (drain waits for it)
-            handing = asyncio.ensure_future(self._hand_on(self.next_hop, session, envelope, sender))
-            self._pending.add(handing)
-            handing.add_done_callback(self._pending.discard)
-            return await asyncio.shield(handing)
-        mail = Envelope(sender, await self._recipients(envelope), self.source)
+            # shutdown may cut it short
+            return await self._finished(asyncio.ensure_future(self._hand_on(self.next_hop, session, envelope, sender)))
         try:
+            mail = Envelope(sender, await self._recipients(envelope), self.source)
             delivered = DELIVERED_ELSEWHERE if self.mode is Mode.COPY else None
             intake_id = await self.committer.enqueue(envelope.original_content or b"", mail, delivered)
         except Exception as error:
@@ -213,7 +210,10 @@ class IntakeHandler:
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking work in the worker pool; a client that goes away does not cancel it."""
         work = functools.partial(self.committer.gate.run, function, *args, urgent=True)
-        future = asyncio.get_running_loop().run_in_executor(self.committer.executor, work)
+        return await self._finished(asyncio.get_running_loop().run_in_executor(self.committer.executor, work))
+
+    async def _finished(self, future: asyncio.Future[T]) -> T:
+        """Await work that must run to its end whoever stops waiting for it; ``drain`` waits for it too."""
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         return await asyncio.shield(future)
