@@ -59,7 +59,7 @@ from gateway.store.writers import WriteGate
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 5.0  # seconds between looks at the queue when nobody wakes the processor
-BATCH = 4  # rows claimed at a time; a crash leaves at most this many to their lease
+BATCH = 16  # rows claimed at a time (a heartbeat renews their lease while they are worked on)
 INTAKE_THREADS = 8
 DRAIN_LIMIT = 20.0  # seconds the final drain may take; what is left stays queued for the next start
 CLOSE_LIMIT = 30.0  # seconds to wait for commits in progress and for pollers at shutdown

@@ -43,6 +43,7 @@ MAX_ATTEMPTS = 5
 MAX_CLAIMS = 3
 PROCESSING_TIMEOUT, WORKER_CRASHED = "processing-timeout", "worker-crashed"
 UNGATED = WriteGate(enabled=False)
+TOGETHER = 8  # queued messages applied in one transaction: one commit, and one turn at the write gate, for them all
 
 
 @dataclass(frozen=True)
@@ -114,32 +115,44 @@ def process_queued(
     budget: float | None = None,
     stopping: Callable[[], bool] = lambda: False,
     in_flight: set[int] | None = None,
+    together: int = TOGETHER,
 ) -> list[Receipt]:
-    """Claim queued messages and process each in its own transaction, each within ``budget`` seconds.
+    """Claim queued messages and apply them, up to ``together`` in one transaction, each within ``budget`` seconds.
 
-    The claim and each message take their own turn at ``gate``: a listener waiting to
-    commit a message goes between them, not after the whole batch. Once ``stopping()``
-    says so, the messages not yet begun are given back. ``in_flight`` holds the ids
-    claimed and not yet finished, for a caller that must give them back if it cannot wait.
+    Each message of a group runs in its own savepoint, so that one message's failure
+    undoes only its own work; the group shares one commit. Should the commit itself fail,
+    the group's messages are applied again one transaction each. The claim and each group
+    take their own turn at ``gate``: a listener waiting to commit a message goes between
+    them, not after the whole claim. Once ``stopping()`` says so, the messages not yet
+    begun are given back. ``in_flight`` holds the ids claimed and not yet finished, for a
+    caller that must give them back if it cannot wait.
     """
     started = time.monotonic()  # ``now`` is when the batch began: latency counts from then on with this clock
     ids = gate.run(_claim, db, now, limit)
     flight = in_flight if in_flight is not None else set()
     flight.update(ids)
-    receipts = []
+    receipts: list[Receipt] = []
     try:
-        for n, intake_id in enumerate(ids):
+        begun = 0
+        while begun < len(ids):
             if stopping():
-                gate.run(_release, db, ids[n:])
+                gate.run(_release, db, ids[begun:])
                 break
-            began = time.monotonic()
-            receipt = gate.run(_process_claimed, db, intake_id, now, trust, budget)
-            flight.discard(intake_id)
-            if receipt is not None:
-                finished = time.monotonic()
-                receipt = replace(receipt, seconds=finished - began, latency=receipt.latency + finished - started)
-                _count(receipt)
-                receipts.append(receipt)
+            group = ids[begun:begun + max(1, together)]
+            try:
+                done = gate.run(_process_group, db, group, now, trust, budget, stopping)
+            except Exception:  # the shared commit failed: none of the group's work is kept
+                log.exception("intake %s: applying these together failed; applying them one by one", group)
+                done = [gate.run(_process_group, db, [intake_id], now, trust, budget, stopping)[0]
+                        for intake_id in group]
+            finished = time.monotonic()
+            for intake_id, receipt in done:
+                flight.discard(intake_id)
+                if receipt is not None:
+                    receipt = replace(receipt, latency=receipt.latency + finished - started)
+                    _count(receipt)
+                    receipts.append(receipt)
+            begun += len(done)
     finally:
         flight.difference_update(ids)
     return receipts
@@ -160,21 +173,35 @@ def _release(db: Database, ids: list[int]) -> None:
         intake.release_claims(session, ids)
 
 
-def _process_claimed(db: Database, intake_id: int, now: datetime, trust: Trust, budget: float | None) -> Receipt | None:
+def _process_group(
+    db: Database, ids: list[int], now: datetime, trust: Trust, budget: float | None, stopping: Callable[[], bool],
+) -> list[tuple[int, Receipt | None]]:
+    """Apply claimed messages in one transaction, one savepoint each; stops early once ``stopping()`` says so."""
+    done: list[tuple[int, Receipt | None]] = []
     with db.transaction() as session:
-        try:
-            message = intake.load(session, intake_id)
-        except IntakeNotFound:  # released, dropped or processed meanwhile
-            return None
-        if message.claims > MAX_CLAIMS:
-            detail = f"claimed {message.claims - 1} times by a processor that never finished it"
-            log.error("intake %d %s: held as %s: %s", message.id, message.message_id, WORKER_CRASHED, detail)
-            intake.finish(session, message.id, IntakeState.HELD, now, WORKER_CRASHED, detail)
-            return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED, source=message.source)
-        result = _attempt(session, message, now, trust, budget)
-        waited = (now - message.received_at).total_seconds() if message.received_at is not None else 0.0
-        return Receipt(message.id, result.state, result.reason, method=result.method, source=message.source,
-                       latency=waited)
+        for intake_id in ids:
+            if done and stopping():
+                break
+            began = time.monotonic()
+            receipt = _process_claimed(session, intake_id, now, trust, budget)
+            done.append((intake_id, receipt and replace(receipt, seconds=time.monotonic() - began)))
+    return done
+
+
+def _process_claimed(session: Session, intake_id: int, now: datetime, trust: Trust, budget: float | None) -> Receipt | None:
+    try:
+        message = intake.load(session, intake_id)
+    except IntakeNotFound:  # released, dropped or processed meanwhile
+        return None
+    if message.claims > MAX_CLAIMS:
+        detail = f"claimed {message.claims - 1} times by a processor that never finished it"
+        log.error("intake %d %s: held as %s: %s", message.id, message.message_id, WORKER_CRASHED, detail)
+        intake.finish(session, message.id, IntakeState.HELD, now, WORKER_CRASHED, detail)
+        return Receipt(message.id, IntakeState.HELD, WORKER_CRASHED, source=message.source)
+    result = _attempt(session, message, now, trust, budget)
+    waited = (now - message.received_at).total_seconds() if message.received_at is not None else 0.0
+    return Receipt(message.id, result.state, result.reason, method=result.method, source=message.source,
+                   latency=waited)
 
 
 def _count(receipt: Receipt) -> None:

@@ -141,6 +141,7 @@ class CalendarObject(Base):
         UniqueConstraint("principal_id", "uid"),
         UniqueConstraint("calendar_id", "href"),
         Index("ix_calendar_objects_calendar_id_hull_end", "calendar_id", "hull_end"),
+        Index("ix_calendar_objects_principal_id_organizer", "principal_id", "organizer"),  # known_organizers
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))

@@ -245,8 +245,9 @@ def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
     assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
 
 
-def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_batch(db: object) -> None:
-    """The processor takes the write gate once for the claim and once per message; an urgent writer goes between."""
+def test_a_waiting_listener_commits_between_two_groups_of_queued_messages_not_after_the_batch(db: object) -> None:
+    """The processor takes the write gate once for the claim and once per group of messages; an urgent writer goes
+    between."""
     turns: list[str] = []
 
     class RecordingGate(WriteGate):
@@ -254,12 +255,12 @@ def test_a_waiting_listener_commits_between_two_queued_messages_not_after_the_ba
             turns.append(getattr(function, "__name__", "?"))
             return super().run(function, *args, urgent=urgent)
 
-    for n in range(3):
+    for n in range(5):
         envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
         processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
-    receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate())  # type: ignore[arg-type]
-    assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
-    assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]
+    receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate(), together=2)  # type: ignore[arg-type]
+    assert [r.state for r in receipts] == [IntakeState.IGNORED] * 5
+    assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]  # the claim, then 2 + 2 + 1
 
 
 def test_ingest_refuses_a_recipient_who_is_not_local_with_67_and_keeps_nothing(reefknot: Reefknot, tmp_path: Path) -> None:

@@ -179,3 +179,61 @@ def test_drop_held_discards_the_content_keeps_the_record_and_tells_each_principa
         processing.drop_held(db, held.intake_id, later)
     with pytest.raises(IntakeNotFound):
         processing.release_held(db, held.intake_id, later)
+
+
+class PolicyFailingOnce:
+    """The open policy, except that reading its limits raises once, at the ``fail_at``-th read (a bug met mid-group)."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.reads, self.fail_at = 0, fail_at
+
+    @property
+    def limits(self) -> object:
+        self.reads += 1
+        if self.reads == self.fail_at:
+            raise RuntimeError("policy bug: limits unavailable")
+        return processing.OPEN_TRUST.policy.limits
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(processing.OPEN_TRUST.policy, name)
+
+
+def test_messages_applied_together_keep_their_own_outcomes_when_one_of_them_fails(
+    db: Database, alice: PrincipalRef
+) -> None:
+    counting = PolicyFailingOnce(fail_at=0)
+    processing.take_in(db, [(invitation("calibrate"), envelope())], NOW)
+    processing.process_queued(db, NOW, trust=Trust(policy=counting))  # type: ignore[arg-type]
+    reads_per_message = counting.reads
+
+    ids = processing.take_in(db, [(invitation(f"g-{n}"), envelope()) for n in range(3)], NOW)
+    failing = Trust(policy=PolicyFailingOnce(fail_at=reads_per_message + 1))  # type: ignore[arg-type]
+    receipts = processing.process_queued(db, NOW, trust=failing, together=3)
+    assert [(r.intake_id, r.state) for r in receipts] == [
+        (ids[0], IntakeState.DONE), (ids[1], IntakeState.QUEUED), (ids[2], IntakeState.DONE)]
+    assert (row_of(db, ids[1]).attempts, row_of(db, ids[1]).reason) == (1, "processing-failed")
+    assert stored_uids(db, alice) == ["calibrate", "g-0", "g-2"]  # the failed one's work alone is undone
+    (retried,) = processing.process_queued(db, NOW + processing.LEASE)
+    assert (retried.intake_id, retried.state) == (ids[1], IntakeState.DONE)
+    assert stored_uids(db, alice) == ["calibrate", "g-0", "g-1", "g-2"]
+
+
+def test_a_group_whose_shared_commit_fails_is_applied_again_one_message_a_transaction(
+    db: Database, alice: PrincipalRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = processing.take_in(db, [(invitation(f"c-{n}"), envelope()) for n in range(3)], NOW)
+    sizes: list[int] = []
+    real_group = processing._process_group
+
+    def group(db_: Database, group_ids: list[int], *args: object):  # type: ignore[no-untyped-def]
+        sizes.append(len(group_ids))
+        if len(group_ids) > 1:
+            with db_.transaction():
+                raise OSError("disk I/O error at commit")  # what a failed commit raises out of the transaction
+        return real_group(db_, group_ids, *args)
+
+    monkeypatch.setattr(processing, "_process_group", group)
+    receipts = processing.process_queued(db, NOW, together=3)
+    assert sizes == [3, 1, 1, 1]
+    assert [(r.intake_id, r.state) for r in receipts] == [(i, IntakeState.DONE) for i in ids]
+    assert stored_uids(db, alice) == ["c-0", "c-1", "c-2"]
