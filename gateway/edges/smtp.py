@@ -136,7 +136,7 @@ class IntakeHandler:
         own = [r for r in recipients if read_token_address(r) is not None]
         digest = message_digest(sender, raw)
         try:
-            before = await self._call(already_delivered, self.db, digest, [r for r in recipients if r not in own])
+            before = await self._look_up(already_delivered, self.db, digest, [r for r in recipients if r not in own])
         except Exception as error:
             _log_failure(f"{self.source} from {_peer(session)}: message not handed on", error)
             return self._answer(envelope, TEMPFAIL)
@@ -196,7 +196,7 @@ class IntakeHandler:
         key = address.lower()
         if self._known.get(key, 0.0) > time.monotonic():
             return True
-        if not await self._call(self._is_local, address):
+        if not await self._look_up(self._is_local, address):
             return False
         self._known[key] = time.monotonic() + KNOWN_PRINCIPAL_TTL
         if len(self._known) > 10_000:
@@ -204,12 +204,13 @@ class IntakeHandler:
         return True
 
     def _is_local(self, address: str) -> bool:
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             return routing.is_deliverable(session, address, utcnow())
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run blocking work in the worker pool; a client that goes away does not cancel it."""
-        work = functools.partial(self.committer.gate.run, function, *args, urgent=True)
+    async def _look_up(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a lookup in the worker pool; it only reads, so it waits for no writer. A client that goes away does
+        not cancel it."""
+        work = functools.partial(function, *args)
         return await self._finished(asyncio.get_running_loop().run_in_executor(self.committer.executor, work))
 
     async def _finished(self, future: asyncio.Future[T]) -> T:

@@ -34,5 +34,5 @@ def message_digest(sender: str, raw: bytes) -> str:
 
 def already_delivered(db: Database, digest: str, recipients: Iterable[str]) -> set[str]:
     """The recipients (lower case) whose mailbox was handed this message before."""
-    with db.transaction() as session:
+    with db.reading() as session:
         return handoffs.delivered_to(session, digest, recipients)
