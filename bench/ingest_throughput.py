@@ -6,7 +6,9 @@ whole and per-instance cancels — and pushes every message through
 ``processing.ingest_message`` (durable intake row, apply, inbox, ledger, one commit each,
 SQLite in WAL mode with synchronous=FULL). Prints messages/s, p50/p99 latency per
 message, and resident memory at checkpoints to show it stays flat. Beside it, in the same
-run, the rate of the required parts alone (``parts_floor``): the bound for this machine.
+run, the rate of the required parts alone (``parts_floor``): the bound for this machine;
+and the daemon's way, the same messages queued first and then applied one, or
+``processing.TOGETHER``, to a transaction.
 
     python bench/ingest_throughput.py --messages 50000 --principals 3000
 """
@@ -210,6 +212,24 @@ def parts_floor(directory: Path, messages: list[tuple[bytes, list[str], str]]) -
     return len(messages) / elapsed
 
 
+def queue_path(directory: Path, principals: int, messages: list[tuple[bytes, list[str], str]], together: int) -> float:
+    """Messages/s as the daemon applies its queue: taken in first, then claimed and applied ``together`` a commit.
+
+    The same messages on a fresh database seeded as the main run's; only the applying is
+    timed (taking in is the listener's work, measured by ``bench/smtp_intake.py``).
+    """
+    db = Database(f"sqlite:///{directory}/queue-{together}.db")
+    db.upgrade()
+    seed(db, principals, 2000)
+    processing.take_in(db, [(raw, Envelope("bench@bar.example", tuple(to), "smtp")) for raw, to, _ in messages], NOW)
+    started = time.perf_counter()
+    while processing.process_queued(db, NOW, 16, together=together):
+        pass
+    elapsed = time.perf_counter() - started
+    db.dispose()
+    return len(messages) / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
@@ -249,9 +269,16 @@ def main() -> None:
         print(f"throughput: {args.messages / busy:.0f} messages/s over {args.messages} messages (time inside ingest only)")
         print(f"latency per message: p50 {statistics.median(latencies) * 1000:.2f} ms, "
               f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms")
-        floor = parts_floor(Path(directory_name), [Mix(principals, local_events, args.seed).next() for _ in range(FLOOR)])
+        first = Mix(principals, local_events, args.seed)
+        head = [first.next() for _ in range(FLOOR)]
+        floor = parts_floor(Path(directory_name), head)
         print(f"the required parts alone (email parse, icalendar parse and serialize, one durable SQLite commit): "
-              f"{floor:.0f} messages/s over the first {FLOOR} messages of the same mix")
+              f"{floor:.0f} messages/s over the first {FLOOR} messages of the same mix; "
+              f"ingest path / parts = {args.messages / busy / floor:.2f}")
+        for together in (1, processing.TOGETHER):
+            rate = queue_path(Path(directory_name), args.principals, head, together)
+            print(f"the same {FLOOR} messages queued, then applied {together} a transaction: {rate:.0f} messages/s "
+                  f"({rate / floor:.2f} of the parts)")
         db.dispose()
 
 

@@ -28,7 +28,6 @@ import os
 import socket
 import ssl
 import stat
-import time
 import weakref
 from collections.abc import Callable
 from enum import StrEnum
@@ -47,6 +46,7 @@ from gateway.edges.groupcommit import GroupCommitter
 from gateway.edges.nexthop import NextHopClient
 from gateway.service import routing
 from gateway.service.handoff import DELIVERED_ELSEWHERE, HandedOn, already_delivered, message_digest
+from gateway.service.localaddresses import LocalAddresses
 from gateway.settings.config import IntakeOptions, Listener, Network
 from gateway.store.db import Database
 
@@ -63,7 +63,6 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down"
 ONE_RECIPIENT = "452 4.5.3 One recipient per message here, send the others again"
 ALREADY_DELIVERED = "250 2.0.0 Ok: already delivered"
 COMMIT_TRIES = 3  # a delivered message whose record fails is tried again before the MTA is asked to retry
-KNOWN_PRINCIPAL_TTL = 10.0  # seconds a local recipient is taken without asking the directory again
 # aiosmtpd's own replies, given their enhanced status codes (RFC 3463).
 STOCK_REPLIES = {
     "552 Error: Too much mail data": TOO_BIG,
@@ -91,7 +90,7 @@ class IntakeHandler:
         self.mode = mode
         self.lmtp = lmtp
         self._pending: set[asyncio.Future[Any]] = set()
-        self._known: dict[str, float] = {}  # address -> until when it is known to be local
+        self._local = LocalAddresses(db)
 
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, options: list[str]
@@ -187,23 +186,16 @@ class IntakeHandler:
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
     async def _is_local_principal(self, address: str) -> bool:
-        """Ask the directory; a yes is remembered for a few seconds (a busy recipient is not looked up per message).
+        """A local principal's address or alias (from the listener's view of the directory), or a reply or bounce
+        address whose token is known (from the database)."""
+        if read_token_address(address) is None:
+            if self._local.known(address):
+                return True
+            await self._look_up(self._local.refresh)
+            return self._local.known(address)
+        return await self._look_up(self._is_deliverable, address)
 
-        A no is never remembered: a principal added a moment ago must not be refused.
-        A principal removed a moment ago may still be accepted; processing then finds
-        no local recipient and records the message with that reason.
-        """
-        key = address.lower()
-        if self._known.get(key, 0.0) > time.monotonic():
-            return True
-        if not await self._look_up(self._is_local, address):
-            return False
-        self._known[key] = time.monotonic() + KNOWN_PRINCIPAL_TTL
-        if len(self._known) > 10_000:
-            self._known.clear()
-        return True
-
-    def _is_local(self, address: str) -> bool:
+    def _is_deliverable(self, address: str) -> bool:
         with self.db.reading() as session:
             return routing.is_deliverable(session, address, utcnow())
 

@@ -69,6 +69,9 @@ _LOCK_OBJECT = text("SELECT pg_advisory_xact_lock(:principal_id, :uid_key)")
 _LOCK_CALENDAR = select(_PRINCIPALS.c.id).where(_PRINCIPALS.c.id == bindparam("principal_id")).with_for_update()
 _CALENDAR_REVISION = select(_PRINCIPALS.c.calendar_revision).where(_PRINCIPALS.c.id == bindparam("principal_id"))
 _NEW_CALENDAR_REVISION = update(_PRINCIPALS).where(_PRINCIPALS.c.id == bindparam("principal_id"))
+_ORGANIZERS = select(_TABLE.c.organizer).where(
+    _TABLE.c.principal_id == bindparam("principal_id"), _TABLE.c.organizer.in_(bindparam("addresses", expanding=True)),
+).distinct()
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,200}")
 
 
@@ -279,8 +282,7 @@ def known_organizers(session: Session, principal_id: int, addresses: Iterable[st
     wanted = sorted(set(addresses))
     if not wanted:
         return frozenset()
-    query = select(_TABLE.c.organizer).where(_TABLE.c.principal_id == principal_id, _TABLE.c.organizer.in_(wanted))
-    return frozenset(session.scalars(query.distinct()))
+    return frozenset(session.scalars(_ORGANIZERS, {"principal_id": principal_id, "addresses": wanted}))
 
 
 def list_objects(session: Session, principal_id: int, uid: str | None = None) -> list[str]:

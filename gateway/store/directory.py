@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.core.addresses import normalize_address
@@ -21,6 +21,13 @@ _VIEW = "reefknot.directory"  # session.info: what this transaction knows of the
 _REVISION = DirectoryRevision.__table__
 _READ_REVISION = select(_REVISION.c.revision).where(_REVISION.c.id == 1)
 _NEW_REVISION = update(_REVISION).where(_REVISION.c.id == 1)
+_PRINCIPALS, _ALIASES = Principal.__table__, Alias.__table__
+_REACHED = select(_PRINCIPALS.c.id, _PRINCIPALS.c.address, _PRINCIPALS.c.display_name, _PRINCIPALS.c.kind).where(
+    _PRINCIPALS.c.address.in_(bindparam("addresses", expanding=True))
+    | _PRINCIPALS.c.id.in_(select(_ALIASES.c.principal_id).where(
+        _ALIASES.c.address.in_(bindparam("addresses", expanding=True)))))
+_ALIASES_OF = select(_ALIASES.c.address, _ALIASES.c.principal_id).where(
+    _ALIASES.c.principal_id.in_(bindparam("ids", expanding=True)))
 
 
 class DirectoryError(Exception):
@@ -50,7 +57,7 @@ def _known(session: Session) -> DirectoryAnswers[PrincipalRef]:
     """
     known: DirectoryAnswers[PrincipalRef] | None = session.info.get(_VIEW)
     if known is None:
-        revision = session.scalar(_READ_REVISION)
+        revision = read_revision(session)
         caches = caches_of(session)
         if caches.directory.revision != revision:
             caches.directory = DirectoryAnswers(revision)
@@ -165,15 +172,26 @@ def resolve_many(session: Session, addresses: Iterable[str]) -> dict[str, Princi
     return answers
 
 
+def read_revision(session: Session) -> int | None:
+    """The directory's revision: it changes with every change to principals or aliases, by any process."""
+    return session.scalar(_READ_REVISION)
+
+
+def every_address(session: Session) -> frozenset[str]:
+    """Every address that reaches a local principal: the primaries and the aliases (normalized, as stored)."""
+    primaries = session.scalars(select(_PRINCIPALS.c.address))
+    return frozenset(primaries).union(session.scalars(select(_ALIASES.c.address)))
+
+
 def _lookup(session: Session, addresses: set[str]) -> dict[str, PrincipalRef | None]:
-    alias_rows = session.execute(select(Alias.address, Alias.principal_id).where(Alias.address.in_(addresses))).all()
-    owners: dict[str, int] = {row.address: row.principal_id for row in alias_rows}
-    by_primary = Principal.address.in_(addresses)
-    query = select(Principal.id, Principal.address, Principal.display_name, Principal.kind)
-    rows = session.execute(query.where(by_primary | Principal.id.in_(owners.values()) if owners else by_primary)).all()
+    """Two queries: the principals reached (by address or alias), then all their aliases."""
+    rows = session.execute(_REACHED, {"addresses": sorted(addresses)}).all()
     aliases: dict[int, set[str]] = {row.id: set() for row in rows}
-    for alias, owner in session.execute(select(Alias.address, Alias.principal_id).where(Alias.principal_id.in_(aliases))):
-        aliases[owner].add(alias)
+    owners: dict[str, int] = {}
+    if aliases:
+        for alias, owner in session.execute(_ALIASES_OF, {"ids": list(aliases)}):
+            aliases[owner].add(alias)
+            owners[alias] = owner
     refs = {row.id: PrincipalRef(row.id, row.address, row.display_name, Kind(row.kind), frozenset(aliases[row.id])) for row in rows}
     by_address = {ref.address: ref for ref in refs.values()}
     return {a: by_address.get(a) or refs.get(owners.get(a, -1)) for a in addresses}

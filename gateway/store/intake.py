@@ -26,6 +26,8 @@ _LOAD = select(
     _TABLE.c.message_id, _TABLE.c.attempts, _TABLE.c.state, _TABLE.c.claims, _TABLE.c.source, _TABLE.c.received_at,
 ).where(_TABLE.c.id == bindparam("id"))
 _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"))
+_FINISH = _UPDATE.values(claimed_until=None, claims=0)
+_FINISH_IGNORED = _FINISH.values(raw=case((_TABLE.c.handed_on, b""), else_=_TABLE.c.raw))  # the mailbox has the bytes
 
 
 class IntakeState(StrEnum):
@@ -109,11 +111,8 @@ def outcome_of(session: Session, intake_id: int) -> tuple[str, str]:
 
 def finish(session: Session, intake_id: int, state: IntakeState, now: datetime, reason: str = "", detail: str = "") -> None:
     """Record where a processed message ends up; one with nothing to apply that the mailbox has keeps no bytes."""
-    values: dict[str, object] = {"state": state.value, "reason": reason, "detail": detail, "processed_at": now,
-                                 "claimed_until": None, "claims": 0}
-    if state is IntakeState.IGNORED:
-        values["raw"] = case((_TABLE.c.handed_on, b""), else_=_TABLE.c.raw)
-    session.execute(update(_TABLE).where(_TABLE.c.id == intake_id).values(values))
+    values = {"row_id": intake_id, "state": state.value, "reason": reason, "detail": detail, "processed_at": now}
+    session.execute(_FINISH_IGNORED if state is IntakeState.IGNORED else _FINISH, values)
 
 
 def failed_attempt(session: Session, message: Queued, reason: str, detail: str) -> int:
