@@ -43,7 +43,7 @@ MAX_ATTEMPTS = 5
 MAX_CLAIMS = 3
 PROCESSING_TIMEOUT, WORKER_CRASHED = "processing-timeout", "worker-crashed"
 UNGATED = WriteGate(enabled=False)
-TOGETHER = 8  # queued messages applied in one transaction: one commit, and one turn at the write gate, for them all
+TOGETHER = 8  # queued messages applied in one SQLite transaction: one commit, and one turn at the write gate, for them all
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,15 @@ def process_queued(
     budget: float | None = None,
     stopping: Callable[[], bool] = lambda: False,
     in_flight: set[int] | None = None,
-    together: int = TOGETHER,
+    together: int | None = None,
 ) -> list[Receipt]:
     """Claim queued messages and apply them, up to ``together`` in one transaction, each within ``budget`` seconds.
 
     Each message of a group runs in its own savepoint, so that one message's failure
-    undoes only its own work; the group shares one commit. Should the commit itself fail,
+    undoes only its own work; the group shares one commit. By default a group is
+    ``TOGETHER`` messages on SQLite, where one writer at a time is all there is, and one
+    message on PostgreSQL, where processors work side by side and a transaction holding
+    one message's locks while it applies the next would deadlock with the others. Should the commit itself fail,
     the group's messages are applied again one transaction each. The claim and each group
     take their own turn at ``gate``: a listener waiting to commit a message goes between
     them, not after the whole claim. Once ``stopping()`` says so, the messages not yet
@@ -138,7 +141,7 @@ def process_queued(
             if stopping():
                 gate.run(_release, db, ids[begun:])
                 break
-            group = ids[begun:begun + max(1, together)]
+            group = ids[begun:begun + max(1, together or (TOGETHER if db.is_sqlite else 1))]
             try:
                 done = gate.run(_process_group, db, group, now, trust, budget, stopping)
             except Exception:  # the shared commit failed: none of the group's work is kept
