@@ -164,7 +164,8 @@ def _recipients(intake: Intake) -> IntakeResult | None:
     if not intake.row.recipients:
         addresses = sorted({a for m in intake.messages for a in m.participants})
         found = directory.resolve_many(intake.session, addresses)
-        intake.routes = [Route(p) for p in {p.id: p for p in found.values() if p is not None}.values()]
+        principals = {p.id: p for p in found.values() if p is not None}
+        intake.routes = [Route(principals[principal_id]) for principal_id in sorted(principals)]  # as routes_for
     return None if intake.routes else IntakeResult(IntakeState.IGNORED, "no-local-recipient")
 
 

@@ -24,7 +24,11 @@ class Route:
 
 
 def routes_for(session: Session, addresses: Iterable[str], now: datetime) -> list[Route]:
-    """The local recipients among envelope addresses, each principal once (a token route wins over a plain one)."""
+    """The local recipients among envelope addresses, each principal once (a token route wins over a plain one).
+
+    In the order of the principals' ids: every transaction that changes several
+    calendars locks them in that one order, so that two of them never wait for each other.
+    """
     wanted = list(addresses)
     plain = [a for a in wanted if read_token_address(a) is None]
     routes: dict[int, Route] = {}
@@ -35,7 +39,7 @@ def routes_for(session: Session, addresses: Iterable[str], now: datetime) -> lis
         route = token_route(session, address, now)
         if route is not None:
             routes[route.principal.id] = route
-    return list(routes.values())
+    return [routes[principal_id] for principal_id in sorted(routes)]
 
 
 def token_route(session: Session, address: str, now: datetime) -> Route | None:
