@@ -185,6 +185,14 @@ class IntakeHandler:
         """The reply after DATA: once over SMTP, once for each accepted recipient over LMTP (RFC 2033 §4.2)."""
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
+    async def prepare(self) -> None:
+        """Read the directory's addresses before the first RCPT needs them (best effort: a RCPT reads them too)."""
+        if self.mode is Mode.TRANSPORT:
+            try:
+                await self._look_up(self._local.refresh)
+            except Exception as error:  # the database is down: the first RCPT tries again, and answers 451 if it must
+                log.warning("%s: the directory could not be read yet: %s", self.source, error)
+
     async def _is_local_principal(self, address: str) -> bool:
         """A local principal's address or alias (from the listener's view of the directory), or a reply or bounce
         address whose token is known (from the database)."""
@@ -317,6 +325,7 @@ class IntakeListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.handler.prepare()
         if self.address.path:
             _remove_stale_socket(self.address.path)
             self._server = await loop.create_unix_server(self._protocol, self.address.path)

@@ -44,6 +44,7 @@ MAX_CLAIMS = 3
 PROCESSING_TIMEOUT, WORKER_CRASHED = "processing-timeout", "worker-crashed"
 UNGATED = WriteGate(enabled=False)
 TOGETHER = 8  # queued messages applied in one SQLite transaction: one commit, and one turn at the write gate, for them all
+GROUP_SECONDS = 0.2  # past this, a group takes no further message: a listener waits at most a budget more for its turn
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,15 @@ def process_queued(
     undoes only its own work; the group shares one commit. By default a group is
     ``TOGETHER`` messages on SQLite, where one writer at a time is all there is, and one
     message on PostgreSQL, where processors work side by side and a transaction holding
-    one message's locks while it applies the next would deadlock with the others. Should the commit itself fail,
-    the group's messages are applied again one transaction each. The claim and each group
-    take their own turn at ``gate``: a listener waiting to commit a message goes between
-    them, not after the whole claim. Once ``stopping()`` says so, the messages not yet
-    begun are given back. ``in_flight`` holds the ids claimed and not yet finished, for a
-    caller that must give them back if it cannot wait.
+    one message's locks while it applies the next would deadlock with the others. A group
+    takes no further message once it has run ``GROUP_SECONDS``, so that a slow message
+    keeps a listener waiting for its turn no longer than without groups. Should the
+    commit itself fail, the group's messages are applied again one transaction each.
+
+    The claim and each group take their own turn at ``gate``: a listener waiting to
+    commit a message goes between them, not after the whole claim. Once ``stopping()``
+    says so, the messages not yet begun are given back. ``in_flight`` holds the ids
+    claimed and not yet finished, for a caller that must give them back if it cannot wait.
     """
     started = time.monotonic()  # ``now`` is when the batch began: latency counts from then on with this clock
     ids = gate.run(_claim, db, now, limit)
@@ -179,11 +183,13 @@ def _release(db: Database, ids: list[int]) -> None:
 def _process_group(
     db: Database, ids: list[int], now: datetime, trust: Trust, budget: float | None, stopping: Callable[[], bool],
 ) -> list[tuple[int, Receipt | None]]:
-    """Apply claimed messages in one transaction, one savepoint each; stops early once ``stopping()`` says so."""
+    """Apply claimed messages in one transaction, one savepoint each; stops early once ``stopping()`` says so, or
+    once the group has taken ``GROUP_SECONDS``."""
     done: list[tuple[int, Receipt | None]] = []
+    opened = time.monotonic()
     with db.transaction() as session:
         for intake_id in ids:
-            if done and stopping():
+            if done and (stopping() or time.monotonic() - opened > GROUP_SECONDS):
                 break
             began = time.monotonic()
             receipt = _process_claimed(session, intake_id, now, trust, budget)

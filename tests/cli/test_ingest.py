@@ -245,22 +245,41 @@ def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
     assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
 
 
+class RecordingGate(WriteGate):
+    """The write gate, noting which function took each turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns: list[str] = []
+
+    def run(self, function: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+        self.turns.append(getattr(function, "__name__", "?"))
+        return super().run(function, *args, urgent=urgent)
+
+
 def test_a_waiting_listener_commits_between_two_groups_of_queued_messages_not_after_the_batch(db: object) -> None:
     """The processor takes the write gate once for the claim and once per group of messages; an urgent writer goes
     between."""
-    turns: list[str] = []
-
-    class RecordingGate(WriteGate):
-        def run(self, function: Callable[..., T], *args: Any, urgent: bool = False) -> T:
-            turns.append(getattr(function, "__name__", "?"))
-            return super().run(function, *args, urgent=urgent)
-
     for n in range(5):
         envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
         processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
-    receipts = processing.process_queued(db, NOW, 10, gate=RecordingGate(), together=2)  # type: ignore[arg-type]
+    gate = RecordingGate()
+    receipts = processing.process_queued(db, NOW, 10, gate=gate, together=2)  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 5
+    turns = gate.turns
     assert len(turns) == 4 and len(set(turns[1:])) == 1 and turns[0] != turns[1]  # the claim, then 2 + 2 + 1
+
+
+def test_a_group_that_has_run_its_time_takes_no_further_message(db: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow message does not keep a listener waiting for the rest of its group: past GROUP_SECONDS the group ends."""
+    monkeypatch.setattr(processing, "GROUP_SECONDS", 0.0)
+    for n in range(3):
+        envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
+        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
+    gate = RecordingGate()
+    receipts = processing.process_queued(db, NOW, 10, gate=gate, together=8)  # type: ignore[arg-type]
+    assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
+    assert len(gate.turns) == 4  # the claim, then one message a turn
 
 
 def test_ingest_refuses_a_recipient_who_is_not_local_with_67_and_keeps_nothing(reefknot: Reefknot, tmp_path: Path) -> None:
