@@ -245,6 +245,13 @@ def test_an_unexpected_failure_keeps_the_message_queued_then_holds_it(
     assert (released.state, released.reason) == (IntakeState.IGNORED, "no-calendar-part")
 
 
+def queue_plain_mail(db: object, count: int) -> None:
+    """``count`` messages without a calendar part, each taken in by its own commit."""
+    for n in range(count):
+        envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
+        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
+
+
 class RecordingGate(WriteGate):
     """The write gate, noting which function took each turn."""
 
@@ -260,9 +267,7 @@ class RecordingGate(WriteGate):
 def test_a_waiting_listener_commits_between_two_groups_of_queued_messages_not_after_the_batch(db: object) -> None:
     """The processor takes the write gate once for the claim and once per group of messages; an urgent writer goes
     between."""
-    for n in range(5):
-        envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
-        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
+    queue_plain_mail(db, 5)
     gate = RecordingGate()
     receipts = processing.process_queued(db, NOW, 10, gate=gate, together=2)  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 5
@@ -273,9 +278,7 @@ def test_a_waiting_listener_commits_between_two_groups_of_queued_messages_not_af
 def test_a_group_that_has_run_its_time_takes_no_further_message(db: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow message does not keep a listener waiting for the rest of its group: past GROUP_SECONDS the group ends."""
     monkeypatch.setattr(processing, "GROUP_SECONDS", 0.0)
-    for n in range(3):
-        envelope = Envelope("a@bar.example", ("b@foo.example",), "smtp")
-        processing.take_in(db, [(f"Subject: {n}\r\n\r\n".encode(), envelope)], NOW)  # type: ignore[arg-type]
+    queue_plain_mail(db, 3)
     gate = RecordingGate()
     receipts = processing.process_queued(db, NOW, 10, gate=gate, together=8)  # type: ignore[arg-type]
     assert [r.state for r in receipts] == [IntakeState.IGNORED] * 3
