@@ -278,15 +278,21 @@ def ms(values: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:6.2f} ms, p99 {p99 * 1000:6.2f} ms"
 
 
+def rates(name: str, pid: int, port: int, burst: list[Message], single: list[Message], connections: int,
+          ) -> tuple[float, list[float]]:
+    """One server's intake rate over ``connections`` (printed), and its end of data -> 250 times on one connection."""
+    load, cpu = measured(pid, port, burst, connections)
+    rate = len(burst) / load.elapsed
+    print(f"{name}, {connections} connections: {rate:6.0f} msg/s  ({cpu})")
+    return rate, [took for *_, took in run_load(port, single, 1).acked]
+
+
 def intake(directory: Path, template: Path, burst: list[Message], single: list[Message], connections: int) -> None:
     port = free_port()
     sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port)])
     try:
         wait_for_port(LOOPBACK, port, process=sink)
-        load, cpu = measured(sink.pid, port, burst, connections)
-        sink_rate = len(burst) / load.elapsed
-        print(f"bare aiosmtpd sink, {connections} connections: {sink_rate:6.0f} msg/s  ({cpu})")
-        sink_single = [took for *_, took in run_load(port, single, 1).acked]
+        sink_rate, sink_single = rates("bare aiosmtpd sink", sink.pid, port, burst, single, connections)
     finally:
         sink.terminate()
         sink.wait()
@@ -294,10 +300,8 @@ def intake(directory: Path, template: Path, burst: list[Message], single: list[M
     daemon, port, _ = prepare(directory / "intake-only", template, "[processing]\nworkers = 0\n")
     try:
         assert daemon.process is not None
-        load, cpu = measured(daemon.process.pid, port, burst, connections)
-        reefknot_rate = len(burst) / load.elapsed
-        print(f"reefknot serve, workers = 0, {connections} connections: {reefknot_rate:6.0f} msg/s  ({cpu})")
-        reefknot_single = [took for *_, took in run_load(port, single, 1).acked]
+        reefknot_rate, reefknot_single = rates("reefknot serve, workers = 0", daemon.process.pid, port, burst, single,
+                                               connections)
     finally:
         daemon.stop()
         daemon.close()

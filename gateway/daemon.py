@@ -51,6 +51,7 @@ from gateway.service.delivery_attempts import ComposerUnavailable, composer_for
 from gateway.service import retention
 from gateway.service.http_needs import decide_http
 from gateway.service.leases import renew_intake_claims
+from gateway.service.localaddresses import LocalAddresses
 from gateway.service.processing import Receipt, process_queued, release_claims
 from gateway.adapters.dkim import KeyResolver
 from gateway.service.trust import Trust, load_trust
@@ -85,6 +86,7 @@ class Daemon:
         self.gate = WriteGate.for_database(db)
         self.intake_pool = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
         self.committer = GroupCommitter(db, self.intake_pool, self.gate)
+        self.local_addresses = LocalAddresses(db)  # what every listener's RCPT checks
         self.processor_pool = ThreadPoolExecutor(max(1, config.processing_workers), thread_name_prefix="processor")
         self.listeners: list[IntakeListener] = []
         self.pollers: list[threading.Thread] = []
@@ -232,7 +234,7 @@ class Daemon:
             for address in addresses:
                 handler = IntakeHandler(
                     self.db, self.committer, self.wake, source=protocol, mode=Mode(options.mode),
-                    lmtp=protocol == "lmtp", next_hop=client,
+                    lmtp=protocol == "lmtp", local=self.local_addresses, next_hop=client,
                 )
                 listener = IntakeListener(protocol, address, options, handler)
                 self.listeners.append(listener)

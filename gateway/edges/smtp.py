@@ -80,8 +80,9 @@ class IntakeHandler:
 
     def __init__(
         self, db: Database, committer: GroupCommitter, wake: Callable[[], None], *, source: str, mode: Mode,
-        lmtp: bool, next_hop: NextHopClient | None = None,
+        lmtp: bool, local: LocalAddresses, next_hop: NextHopClient | None = None,
     ) -> None:
+        """``local``: the daemon's one view of the directory's addresses, shared by its listeners."""
         self.db = db
         self.next_hop = next_hop
         self.committer = committer
@@ -90,7 +91,7 @@ class IntakeHandler:
         self.mode = mode
         self.lmtp = lmtp
         self._pending: set[asyncio.Future[Any]] = set()
-        self._local = LocalAddresses(db)
+        self._local = local
 
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str, options: list[str]

@@ -164,8 +164,7 @@ def _recipients(intake: Intake) -> IntakeResult | None:
     if not intake.row.recipients:
         addresses = sorted({a for m in intake.messages for a in m.participants})
         found = directory.resolve_many(intake.session, addresses)
-        principals = {p.id: p for p in found.values() if p is not None}
-        intake.routes = [Route(principals[principal_id]) for principal_id in sorted(principals)]  # as routes_for
+        intake.routes = routing.in_lock_order({p.id: Route(p) for p in found.values() if p is not None})
     return None if intake.routes else IntakeResult(IntakeState.IGNORED, "no-local-recipient")
 
 

@@ -139,13 +139,14 @@ def process_queued(
     flight = in_flight if in_flight is not None else set()
     flight.update(ids)
     receipts: list[Receipt] = []
+    size = max(1, together or (TOGETHER if db.is_sqlite else 1))
     try:
         begun = 0
         while begun < len(ids):
             if stopping():
                 gate.run(_release, db, ids[begun:])
                 break
-            group = ids[begun:begun + max(1, together or (TOGETHER if db.is_sqlite else 1))]
+            group = ids[begun:begun + size]
             try:
                 done = gate.run(_process_group, db, group, now, trust, budget, stopping)
             except Exception:  # the shared commit failed: none of the group's work is kept

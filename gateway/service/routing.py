@@ -26,8 +26,8 @@ class Route:
 def routes_for(session: Session, addresses: Iterable[str], now: datetime) -> list[Route]:
     """The local recipients among envelope addresses, each principal once (a token route wins over a plain one).
 
-    In the order of the principals' ids: every transaction that changes several
-    calendars locks them in that one order, so that two of them never wait for each other.
+    In lock order (``in_lock_order``): every transaction that changes several calendars
+    locks them in that one order, so that two of them never wait for each other.
     """
     wanted = list(addresses)
     plain = [a for a in wanted if read_token_address(a) is None]
@@ -39,6 +39,11 @@ def routes_for(session: Session, addresses: Iterable[str], now: datetime) -> lis
         route = token_route(session, address, now)
         if route is not None:
             routes[route.principal.id] = route
+    return in_lock_order(routes)
+
+
+def in_lock_order(routes: dict[int, Route]) -> list[Route]:
+    """Routes by principal id, in the one order in which transactions lock several calendars."""
     return [routes[principal_id] for principal_id in sorted(routes)]
 
 
